@@ -1,0 +1,2 @@
+"""High-level inference API (INFERENCERS registry): the same model class as
+training, loaded from a config and checkpoint."""

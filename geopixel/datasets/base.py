@@ -1,0 +1,174 @@
+"""Shared dataset machinery: the bad-record policy.
+
+Every geopixel dataset takes ``on_bad_record``:
+
+* ``'raise'`` (default): the first bad record stops the run with a
+  :class:`~geopixel.utils.BadRecordError` naming the file, record and
+  problem;
+* ``'skip'``: the record is left out, a warning with the same message is
+  logged, and it is counted. Records found bad while reading the annotation
+  file are summarised once, right after loading; records found bad while a
+  sample is prepared (a corrupt image, a polygon file whose mask count does
+  not match) are summarised at the end of every epoch by
+  :class:`geopixel.engine.hooks.BadRecordSummaryHook`, or by any tool through
+  :meth:`GeoPixelBaseDataset.bad_record_summary`.
+
+Evaluation never skips: a test-mode dataset raises on a bad sample, because
+leaving a sample out silently changes the metric.
+"""
+import logging
+import multiprocessing as mp
+from typing import Callable, Iterator, List, Optional
+
+from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
+
+from geopixel.utils import BadRecordError
+
+POLICIES = ('raise', 'skip')
+_MAX_LOGGED = 20
+
+
+class SharedCounter:
+    """An integer shared with DataLoader worker processes.
+
+    Workers inherit (fork) or receive at spawn the shared value, so skips
+    counted inside workers are visible to the main process.
+    """
+
+    def __init__(self):
+        self._value = mp.get_context().Value('l', 0)
+        self._local = 0
+
+    def add(self, n: int = 1) -> None:
+        if self._value is None:
+            self._local += n
+            return
+        with self._value.get_lock():
+            self._value.value += n
+
+    def pop(self) -> int:
+        if self._value is None:
+            value, self._local = self._local, 0
+            return value
+        with self._value.get_lock():
+            value = self._value.value
+            self._value.value = 0
+        return value
+
+    def __getstate__(self):
+        try:
+            from multiprocessing.context import assert_spawning
+            assert_spawning(self._value)
+            return {'_value': self._value, '_local': 0}
+        except RuntimeError:
+            # Pickled outside process spawning (deepcopy, cache): keep a
+            # private count; the copy cannot report to the original anyway.
+            return {'_value': None, '_local': 0}
+
+
+class GeoPixelBaseDataset(BaseDataset):
+    """BaseDataset with the bad-record policy; subclasses yield records.
+
+    Subclasses implement :meth:`iter_data_infos`, a generator that yields a
+    ``data_info`` dict per sample, or a :class:`BadRecordError` instance for
+    a record that cannot be used (yielded, not raised, so the policy decides).
+    """
+
+    def __init__(self, *args, on_bad_record: str = 'raise', **kwargs):
+        if on_bad_record not in POLICIES:
+            raise ValueError(f'on_bad_record must be one of {POLICIES}, got '
+                             f'{on_bad_record!r}')
+        self.on_bad_record = on_bad_record
+        self.load_skipped: List[str] = []
+        self._runtime_skips = SharedCounter()
+        self._runtime_logged = 0
+        super().__init__(*args, **kwargs)
+
+    # -- loading ----------------------------------------------------------
+    def iter_data_infos(self) -> Iterator:
+        raise NotImplementedError
+
+    def load_data_list(self) -> List[dict]:
+        data_list = []
+        self.load_skipped = []
+        for item in self.iter_data_infos():
+            if isinstance(item, BadRecordError):
+                if self.on_bad_record == 'raise':
+                    raise item
+                self.load_skipped.append(str(item))
+                if len(self.load_skipped) <= _MAX_LOGGED:
+                    print_log(f'skipping bad record: {item}', 'current',
+                              logging.WARNING)
+                continue
+            data_list.append(item)
+        if self.load_skipped:
+            print_log(
+                f'{type(self).__name__}: skipped {len(self.load_skipped)} '
+                f'bad record(s) while loading, kept {len(data_list)} '
+                '(on_bad_record="skip")', 'current', logging.WARNING)
+        if not data_list:
+            raise BadRecordError('no usable samples', self._describe_source())
+        return data_list
+
+    def _describe_source(self) -> str:
+        return str(self.ann_file or self.data_root)
+
+    # -- fetching ---------------------------------------------------------
+    def prepare_data(self, idx: int):
+        try:
+            return super().prepare_data(idx)
+        except BadRecordError as err:
+            if self.on_bad_record == 'raise' or self.test_mode:
+                raise
+            self._runtime_skips.add(1)
+            if self._runtime_logged < _MAX_LOGGED:
+                self._runtime_logged += 1
+                print_log(f'skipping bad record: {err}', 'current',
+                          logging.WARNING)
+            return None
+
+    def bad_record_summary(self, reset: bool = True) -> dict:
+        """Counts of skipped records: at load time and since the last call."""
+        runtime = self._runtime_skips.pop() if reset else None
+        return dict(
+            dataset=type(self).__name__,
+            skipped_at_load=len(self.load_skipped),
+            skipped_at_runtime=runtime,
+            kept=len(self) if self._fully_initialized else None)
+
+
+def unwrap_datasets(dataset) -> List[object]:
+    """The leaf datasets inside Concat/Repeat/ClassBalanced wrappers."""
+    leaves, stack = [], [dataset]
+    while stack:
+        node = stack.pop()
+        if hasattr(node, 'datasets'):
+            stack.extend(node.datasets)
+        elif hasattr(node, 'dataset'):
+            stack.append(node.dataset)
+        else:
+            leaves.append(node)
+    return leaves
+
+
+def build_object(cfg, default: Optional[Callable] = None):
+    """An object from ``dict(type=callable, **kwargs)``, or ``cfg`` itself.
+
+    Used for pipeline arguments such as a tokenizer, whose ``type`` is a
+    callable (``InternLM2Tokenizer.from_pretrained``) rather than a
+    registered name.
+    """
+    if cfg is None:
+        return default() if default is not None else None
+    if isinstance(cfg, dict):
+        cfg = dict(cfg)
+        obj_type = cfg.pop('type')
+        if isinstance(obj_type, str):
+            from mmengine.utils import get_object_from_string
+            resolved = get_object_from_string(obj_type)
+            if resolved is None:
+                raise KeyError(f'cannot resolve {obj_type!r}')
+            obj_type = resolved
+        return obj_type(**cfg)
+    return cfg

@@ -1,0 +1,164 @@
+"""Chat template, prompts and label masking for InternLM2-based GeoPixel.
+
+The official sequence for one training sample is::
+
+    [image tokens] <s> [UNUSED_TOKEN_146]user\\n{Q}[UNUSED_TOKEN_145]\\n
+    [UNUSED_TOKEN_146]assistant\\n{A}[UNUSED_TOKEN_145]\\n ... </s>
+
+(the image comes before BOS in training and after it at inference; see
+``bos_before_image`` in :class:`geopixel.datasets.transforms.FormatChat`).
+"""
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+IGNORE_INDEX = -100
+SEG_TOKEN = '[SEG]'
+PHRASE_START = '<p>'
+PHRASE_END = '</p>'
+
+GCG_QUESTION = ('Could you perform an in-depth analysis of this photo, '
+                'including interleaved segmentation masks to map each part '
+                'of your answer to specific image object?')
+GCG_INFERENCE_QUESTION = (
+    'Can you provide a thorough description of this image? Please output '
+    'with interleaved segmentation masks for the corresponding phrases.')
+RRSIS_QUESTION = ('Could you provide a segmentation mask for {ref_exp} in '
+                  'this image?')
+RRSIS_ANSWER = 'Sure, it is [SEG].'
+
+USER_ROLES = ('human', 'user')
+
+_PHRASE_RE = re.compile(r'<p>(.*?)</p>\s*\[SEG\]', re.S)
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """How turns are rendered into one string."""
+    user_prefix: str
+    turn_suffix: str
+    assistant_prefix: str
+    end_of_conversation: str
+    start_of_turn_token: str
+    end_of_turn_token: str
+
+    def render(self, turns: Sequence[Tuple[str, str]]) -> str:
+        """Training text for ``(role, text)`` turns (values stripped)."""
+        parts = []
+        for role, text in turns:
+            prefix = (self.user_prefix
+                      if role in USER_ROLES else self.assistant_prefix)
+            parts.append(f'{prefix}{text.strip()}{self.turn_suffix}')
+        return ''.join(parts) + self.end_of_conversation
+
+    def prompt(self, question: str) -> str:
+        """Inference text: one user turn, then the assistant prefix."""
+        return (f'{self.user_prefix}{question.strip()}{self.turn_suffix}'
+                f'{self.assistant_prefix}')
+
+
+INTERNLM2_CHAT = ChatTemplate(
+    user_prefix='[UNUSED_TOKEN_146]user\n',
+    turn_suffix='[UNUSED_TOKEN_145]\n',
+    assistant_prefix='[UNUSED_TOKEN_146]assistant\n',
+    end_of_conversation='</s>',
+    start_of_turn_token='[UNUSED_TOKEN_146]',
+    end_of_turn_token='[UNUSED_TOKEN_145]')
+
+CHAT_TEMPLATES = {'internlm2': INTERNLM2_CHAT}
+
+
+def normalise_turns(conversations: Sequence[dict],
+                    file: Optional[str] = None,
+                    record: Optional[object] = None) -> List[Tuple[str, str]]:
+    """``[{'from', 'value'}]`` -> ``[(role, text)]`` with clear errors."""
+    from geopixel.utils import BadRecordError
+    if not isinstance(conversations, (list, tuple)) or not conversations:
+        raise BadRecordError('"conversations" must be a non-empty list', file,
+                             record)
+    turns = []
+    for i, turn in enumerate(conversations):
+        if (not isinstance(turn, dict) or 'from' not in turn
+                or 'value' not in turn):
+            raise BadRecordError(
+                f'conversation turn {i} must have "from" and "value"', file,
+                record)
+        if not isinstance(turn['value'], str):
+            raise BadRecordError(f'conversation turn {i} value is not text',
+                                 file, record)
+        role = 'user' if turn['from'] in USER_ROLES else 'assistant'
+        turns.append((role, turn['value']))
+    if not any(r == 'assistant' for r, _ in turns):
+        raise BadRecordError('conversation has no answer turn', file, record)
+    return turns
+
+
+def parse_phrases(text: str) -> List[str]:
+    """Phrases in ``<p> phrase </p> [SEG]`` order (stripped)."""
+    return [m.strip() for m in _PHRASE_RE.findall(text)]
+
+
+def count_seg(turns: Sequence[Tuple[str, str]]) -> int:
+    return sum(text.count(SEG_TOKEN) for _, text in turns)
+
+
+def official_labels(ids: Sequence[int], end_of_turn_id: int,
+                    eos_id: int) -> List[int]:
+    """Labels by the official rule (``mask_human_targets``).
+
+    At every even end-of-turn token (the end of a user turn) everything from
+    the previous answer's end through that token and the 5 tokens after it
+    is ignored; with InternLM2's tokenizer those 5 are ``\\n [146] ass istant
+    \\n``, and with smaller vocabularies they reach into the answer, which
+    is why the first answer token is unsupervised in the official recipe.
+    Everything after ``</s>`` is ignored; a sequence truncated before
+    ``</s>`` ignores everything after the last finished answer.
+    """
+    labels = list(ids)
+    last_end = 0
+    seen = 0
+    finished = False
+    for i, token in enumerate(ids):
+        if token == end_of_turn_id:
+            if seen % 2 == 0:
+                labels[last_end:i + 6] = [IGNORE_INDEX] * len(
+                    labels[last_end:i + 6])
+            else:
+                last_end = i + 1
+            seen += 1
+        elif token == eos_id:
+            labels[i + 1:] = [IGNORE_INDEX] * len(labels[i + 1:])
+            finished = True
+            break
+    if not finished:
+        labels[last_end:] = [IGNORE_INDEX] * len(labels[last_end:])
+    return labels
+
+
+def exact_labels(ids: Sequence[int], start_of_turn_id: int,
+                 end_of_turn_id: int, eos_id: int,
+                 assistant_prefix_ids: Sequence[int]) -> List[int]:
+    """Labels that supervise exactly the answers, their end-of-turn and EOS.
+
+    An alternative to :func:`official_labels` that does not depend on the
+    tokenizer splitting the assistant prefix into 5 tokens.
+    """
+    labels = [IGNORE_INDEX] * len(ids)
+    n_prefix = len(assistant_prefix_ids)
+    i = 0
+    while i < len(ids):
+        if (ids[i] == start_of_turn_id
+                and list(ids[i:i + n_prefix]) == list(assistant_prefix_ids)):
+            j = i + n_prefix
+            while j < len(ids) and ids[j] != end_of_turn_id:
+                labels[j] = ids[j]
+                j += 1
+            if j < len(ids):
+                labels[j] = ids[j]  # the end-of-turn token
+            i = j + 1
+            continue
+        if ids[i] == eos_id:
+            labels[i] = ids[i]
+            break
+        i += 1
+    return labels

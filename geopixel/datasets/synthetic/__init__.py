@@ -1,0 +1,11 @@
+"""Deterministic synthetic remote-sensing data for demos and tests."""
+from .scene import Instance, Scene, SceneGenerator
+from .text import gcg_description, referring_expressions
+from .writers import (gcg_split, generate_synthetic_dataset, rrsis_split,
+                      train_tokenizer)
+
+__all__ = [
+    'Instance', 'Scene', 'SceneGenerator', 'gcg_description',
+    'referring_expressions', 'generate_synthetic_dataset', 'gcg_split',
+    'rrsis_split', 'train_tokenizer'
+]

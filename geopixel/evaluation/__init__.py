@@ -1,0 +1,2 @@
+"""Evaluation metrics (METRICS registry)."""
+from . import metrics  # noqa: F401

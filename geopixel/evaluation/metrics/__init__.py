@@ -1,0 +1,1 @@
+"""RRSIS-D and RS-GCG metrics live here (one module per metric)."""

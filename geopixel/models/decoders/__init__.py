@@ -1,0 +1,4 @@
+"""Mask decoders (MASK_DECODERS registry)."""
+from .base import BaseMaskDecoder
+
+__all__ = ['BaseMaskDecoder']

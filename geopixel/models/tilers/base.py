@@ -1,0 +1,122 @@
+"""Tiler contract: image -> padded high-resolution canvas cut into tiles."""
+from abc import ABCMeta, abstractmethod
+from dataclasses import dataclass, field
+from typing import Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image
+
+ImageLike = Union[Image.Image, np.ndarray]
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class TiledImage:
+    """What a tiler produces for one image.
+
+    ``image`` is the padded canvas (uint8 RGB, H x W x 3) whose sides are
+    multiples of ``tile_size``; tiles are its ``tile_size`` squares in
+    row-major order. Geometry fields are recorded so a prediction can be
+    mapped back to the original pixels.
+    """
+    image: np.ndarray
+    grid: Tuple[int, int]  # (rows, cols)
+    tile_size: int
+    original_size: Tuple[int, int]  # (width, height)
+    resized_size: Tuple[int, int]  # (width, height) before padding
+    padding: Tuple[int, int, int, int]  # (left, top, right, bottom)
+    num_tokens: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_tiles(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def to_tensor(self,
+                  mean: Sequence[float] = CLIP_MEAN,
+                  std: Sequence[float] = CLIP_STD):
+        """Normalised float32 tensor [3, H, W]: (x / 255 - mean) / std.
+
+        The arithmetic (and so every bit) is that of torchvision's ToTensor
+        followed by Normalize, which the official pipeline uses.
+        """
+        import torch
+        tensor = torch.from_numpy(np.ascontiguousarray(self.image))
+        tensor = tensor.permute(2, 0, 1).contiguous().float().div(255)
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        return tensor.sub(mean_t).div(std_t)
+
+
+class BaseTiler(metaclass=ABCMeta):
+    """Turns an image of any size into a padded, tiled canvas.
+
+    Tilers are pure and deterministic (no torch), so the same object serves
+    the data pipeline, the inference API and sequence-length planning.
+    """
+
+    tile_size: int
+
+    @abstractmethod
+    def __call__(self, image: ImageLike) -> TiledImage:
+        """Tile one RGB image."""
+
+    @abstractmethod
+    def plan(self, width: int, height: int) -> dict:
+        """Geometry for an image of this size, without touching pixels."""
+
+    @abstractmethod
+    def num_tokens(self, rows: int, cols: int) -> int:
+        """Visual tokens the vision encoder emits for this grid."""
+
+    def tokens_for_size(self, width: int, height: int) -> int:
+        plan = self.plan(width, height)
+        return self.num_tokens(*plan['grid'])
+
+
+def to_pil_rgb(image: ImageLike) -> Image.Image:
+    """An RGB PIL image from a PIL image or an H x W x 3 uint8 RGB array."""
+    if isinstance(image, Image.Image):
+        return image if image.mode == 'RGB' else image.convert('RGB')
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError('expected an H x W x 3 uint8 RGB array, got '
+                         f'{array.dtype} {array.shape}')
+    return Image.fromarray(array, mode='RGB')
+
+
+def split_tiles(canvas, grid: Tuple[int, int], tile_size: int):
+    """Cut a [3, H, W] (or [B, 3, H, W]) canvas into row-major tiles.
+
+    Returns [rows*cols, 3, tile, tile] (or [B*rows*cols, ...]).
+    """
+    rows, cols = grid
+    batched = canvas.dim() == 4
+    x = canvas if batched else canvas.unsqueeze(0)
+    b, c = x.shape[:2]
+    if x.shape[2] != rows * tile_size or x.shape[3] != cols * tile_size:
+        raise ValueError(f'canvas {tuple(x.shape[2:])} does not match grid '
+                         f'{grid} of {tile_size} px tiles')
+    x = x.reshape(b, c, rows, tile_size, cols, tile_size)
+    x = x.permute(0, 2, 4, 1, 3, 5).reshape(b * rows * cols, c, tile_size,
+                                            tile_size)
+    return x
+
+
+def global_view(canvas, tile_size: int):
+    """The whole canvas resized to one tile (bicubic, aspect not kept).
+
+    Runs in float32 on the normalised tensor, as the official vision tower
+    does, whatever the input dtype.
+    """
+    import torch.nn.functional as F
+    batched = canvas.dim() == 4
+    x = canvas if batched else canvas.unsqueeze(0)
+    out = F.interpolate(
+        x.float(),
+        size=(tile_size, tile_size),
+        mode='bicubic',
+        align_corners=False)
+    return out if batched else out[0]

@@ -1,0 +1,10 @@
+"""Small, dependency-light helpers shared by datasets, models and tools."""
+from .errors import BadRecordError
+from .masks import (decode_rle, encode_rle, mask_iou, polygons_to_mask,
+                    validate_polygon)
+from .paths import resolve_data_path
+
+__all__ = [
+    'BadRecordError', 'decode_rle', 'encode_rle', 'mask_iou',
+    'polygons_to_mask', 'validate_polygon', 'resolve_data_path'
+]
