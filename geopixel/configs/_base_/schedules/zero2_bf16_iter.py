@@ -1,0 +1,30 @@
+# The paper recipe at scale: DeepSpeed ZeRO-2, bf16, through MMEngine's
+# FlexibleRunner (needs the `deepspeed` extra). Same optimiser and schedule
+# as adamw_cosine_iter.py.
+from mmengine._strategy import DeepSpeedStrategy
+from mmengine.config import read_base
+from mmengine.optim import DeepSpeedOptimWrapper
+from mmengine.runner import FlexibleRunner
+from torch.optim import AdamW
+
+with read_base():
+    from .adamw_cosine_iter import *  # noqa: F401,F403
+
+runner_type = FlexibleRunner
+strategy = dict(
+    type=DeepSpeedStrategy,
+    fp16=dict(enabled=False),
+    bf16=dict(enabled=True),
+    zero_optimization=dict(
+        stage=2,
+        allgather_partitions=True,
+        reduce_scatter=True,
+        allgather_bucket_size=int(2e8),
+        reduce_bucket_size=int(2e8),
+        overlap_comm=True,
+        contiguous_gradients=True),
+    gradient_clipping=1.0,
+    exclude_frozen_parameters=True)
+optim_wrapper = dict(
+    type=DeepSpeedOptimWrapper,
+    optimizer=dict(type=AdamW, lr=3e-4, betas=(0.9, 0.95), weight_decay=0.0))

@@ -1,0 +1,89 @@
+"""Evaluate a trained geopixel model with the metrics in its config.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
+        [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+
+Runs MMEngine's plain Runner test loop (also for checkpoints trained with
+DeepSpeed, after tools/model_converters) and writes the metrics as JSON in
+the work dir.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='Test a geopixel model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where results and logs go')
+    parser.add_argument(
+        '--out', help='also dump raw predictions to this pickle file')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+    from mmengine.config import Config
+    from mmengine.evaluator import DumpResults
+    from mmengine.runner import Runner
+
+    import geopixel.engine  # noqa: F401  (checkpoint I/O, hooks)
+    from geopixel.engine import trust_checkpoint_dir
+
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    # A DeepSpeed config evaluates on the plain Runner (mmengine#1408).
+    cfg.pop('runner_type', None)
+    cfg.pop('strategy', None)
+    trust_checkpoint_dir(osp.dirname(osp.abspath(args.checkpoint)))
+    if args.launcher != 'none' and not torch.cuda.is_available():
+        from geopixel.engine import cpu_ddp_wrapper_cfg, init_cpu_distributed
+        init_cpu_distributed()
+        cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+        cfg.model_wrapper_cfg = cpu_ddp_wrapper_cfg()
+    runner = Runner.from_cfg(cfg)
+    if args.out is not None:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise SystemExit('--out must end with .pkl or .pickle')
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
+    metrics = runner.test()
+    if runner.rank == 0:
+        path = osp.join(runner.log_dir, 'metrics.json')
+        with open(path, 'w', encoding='utf-8') as f:
+            json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
+        runner.logger.info(f'metrics written to {path}')
+
+
+if __name__ == '__main__':
+    main()

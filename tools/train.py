@@ -1,0 +1,114 @@
+"""Train a geopixel model from a config (MMEngine Runner or FlexibleRunner).
+
+    python tools/train.py configs/geopixel/gcg_9p.py [--work-dir DIR]
+        [--resume [CHECKPOINT]] [--amp] [--cfg-options k=v ...]
+        [--launcher {none,pytorch,slurm,mpi}]
+
+Multi-GPU / multi-process: tools/dist_train.sh CONFIG NUM_PROCS [args].
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='Train a geopixel model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed precision (bf16 where supported; needs an accelerator)')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from CHECKPOINT, or from the latest checkpoint in the '
+        'work dir when no path is given')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys, e.g. train_cfg.max_iters=100')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_train_config(args):
+    """Apply the command line to the config, in mmdet's order."""
+    import torch
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        if not torch.cuda.is_available():
+            raise SystemExit('--amp needs a CUDA device; on CPU geopixel '
+                             'trains in fp32')
+        wrapper = cfg.optim_wrapper.get('type')
+        name = getattr(wrapper, '__name__', wrapper)
+        if name == 'AmpOptimWrapper':
+            pass
+        elif name in ('OptimWrapper', None):
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
+        else:
+            raise SystemExit(f'--amp does not apply to {name}; set the '
+                             'precision in the strategy instead')
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    if args.launcher != 'none' and not torch.cuda.is_available():
+        # MMEngine's init_dist needs CUDA: start gloo ourselves.
+        from geopixel.engine import cpu_ddp_wrapper_cfg, init_cpu_distributed
+        init_cpu_distributed()
+        cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+        if cfg.get('runner_type') is None:
+            cfg.model_wrapper_cfg = cpu_ddp_wrapper_cfg()
+    return cfg
+
+
+def build_runner(cfg):
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if cfg.get('runner_type') is None:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import geopixel.engine  # noqa: F401  (checkpoint I/O, hooks)
+    from geopixel.engine import trust_checkpoint_dir
+
+    cfg = build_train_config(args)
+    trust_checkpoint_dir(cfg.work_dir)
+    runner = build_runner(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
