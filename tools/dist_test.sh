@@ -5,7 +5,8 @@ CONFIG=$1
 CHECKPOINT=$2
 NPROC=$3
 PORT=${PORT:-29500}
-cd "$(dirname "$0")/.." || exit 1
-PYTHONPATH="$(pwd):$PYTHONPATH" \
-torchrun --nproc_per_node="$NPROC" --master_port="$PORT" \
-    tools/test.py "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"
+TOOLS="$(cd "$(dirname "$0")" && pwd)"
+PYTHONPATH="$(dirname "$TOOLS"):$PYTHONPATH" \
+python -m torch.distributed.run --nproc_per_node="$NPROC" \
+    --master_port="$PORT" \
+    "$TOOLS/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"

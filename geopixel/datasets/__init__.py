@@ -1,14 +1,26 @@
 """Datasets (DATASETS registry), chat formatting and the data pipeline."""
 from .base import GeoPixelBaseDataset, unwrap_datasets
-from .chat import (GCG_INFERENCE_QUESTION, GCG_QUESTION, INTERNLM2_CHAT,
-                   RRSIS_ANSWER, RRSIS_QUESTION, ChatTemplate,
-                   official_labels, parse_phrases)
+from .chat import (
+                   GCG_INFERENCE_QUESTION,
+                   GCG_QUESTION,
+                   INTERNLM2_CHAT,
+                   RRSIS_ANSWER,
+                   RRSIS_QUESTION,
+                   ChatTemplate,
+                   official_labels,
+                   parse_phrases,
+)
 from .geopixeld import GeoPixelDDataset
 from .isaid import ISAID_CLASSES, ISAID_PHRASES, ISAIDDataset
 from .rrsisd import RRSISDDataset
-from .transforms import (FormatChat, LoadGroundingMasks, LoadImageRGB,
-                         LoadInstanceAnnotations, PackGeoPixelInputs,
-                         TileImage)
+from .transforms import (
+                   FormatChat,
+                   LoadGroundingMasks,
+                   LoadImageRGB,
+                   LoadInstanceAnnotations,
+                   PackGeoPixelInputs,
+                   TileImage,
+)
 
 __all__ = [
     'GeoPixelBaseDataset', 'unwrap_datasets', 'GeoPixelDDataset',

@@ -29,42 +29,63 @@ POLICIES = ('raise', 'skip')
 _MAX_LOGGED = 20
 
 
-class SharedCounter:
-    """An integer shared with DataLoader worker processes.
+class SharedFlags:
+    """One flag per record plus an event counter, shared with workers.
 
-    Workers inherit (fork) or receive at spawn the shared value, so skips
-    counted inside workers are visible to the main process.
+    DataLoader workers inherit (fork) or receive at spawn the shared
+    memory, so a record found bad in one worker is known to all and to the
+    main process, which reports the counts.
     """
 
-    def __init__(self):
-        self._value = mp.get_context().Value('l', 0)
-        self._local = 0
+    def __init__(self, size: int):
+        ctx = mp.get_context()
+        self._flags = ctx.Array('b', max(size, 1), lock=False)
+        self._events = ctx.Value('l', 0)
 
-    def add(self, n: int = 1) -> None:
-        if self._value is None:
-            self._local += n
-            return
-        with self._value.get_lock():
-            self._value.value += n
+    def mark(self, index: int) -> bool:
+        """Flag ``index``; True if it was not flagged before."""
+        new = not self._flags[index]
+        self._flags[index] = 1
+        return new
 
-    def pop(self) -> int:
-        if self._value is None:
-            value, self._local = self._local, 0
-            return value
-        with self._value.get_lock():
-            value = self._value.value
-            self._value.value = 0
+    def is_marked(self, index: int) -> bool:
+        return bool(self._flags[index])
+
+    def count_marked(self) -> int:
+        return sum(self._flags[:])
+
+    def add_event(self) -> None:
+        with self._events.get_lock():
+            self._events.value += 1
+
+    def pop_events(self) -> int:
+        with self._events.get_lock():
+            value = self._events.value
+            self._events.value = 0
         return value
 
     def __getstate__(self):
+        from multiprocessing.context import assert_spawning
         try:
-            from multiprocessing.context import assert_spawning
-            assert_spawning(self._value)
-            return {'_value': self._value, '_local': 0}
+            assert_spawning(self._events)
+            return dict(self.__dict__)
         except RuntimeError:
-            # Pickled outside process spawning (deepcopy, cache): keep a
-            # private count; the copy cannot report to the original anyway.
-            return {'_value': None, '_local': 0}
+            # Pickled outside process start-up (deepcopy, cache): the copy
+            # keeps private flags; it cannot report to the original anyway.
+            return dict(
+                _flags=bytearray(self._flags[:]),
+                _events=_LocalValue(self._events.value))
+
+
+class _LocalValue:
+    """Process-local stand-in for a shared ``Value``."""
+
+    def __init__(self, value=0):
+        self.value = value
+
+    def get_lock(self):
+        import contextlib
+        return contextlib.nullcontext()
 
 
 class GeoPixelBaseDataset(BaseDataset):
@@ -81,9 +102,16 @@ class GeoPixelBaseDataset(BaseDataset):
                              f'{on_bad_record!r}')
         self.on_bad_record = on_bad_record
         self.load_skipped: List[str] = []
-        self._runtime_skips = SharedCounter()
+        self._bad = SharedFlags(0)
         self._runtime_logged = 0
         super().__init__(*args, **kwargs)
+
+    def full_init(self) -> None:
+        was_initialised = self._fully_initialized
+        super().full_init()
+        if not was_initialised:
+            # after filtering/serialisation, before any DataLoader worker
+            self._bad = SharedFlags(len(self))
 
     # -- loading ----------------------------------------------------------
     def iter_data_infos(self) -> Iterator:
@@ -116,12 +144,17 @@ class GeoPixelBaseDataset(BaseDataset):
 
     # -- fetching ---------------------------------------------------------
     def prepare_data(self, idx: int):
+        skipping = self.on_bad_record == 'skip' and not self.test_mode
+        if skipping and self._bad.is_marked(idx):
+            self._bad.add_event()  # known bad: replaced without re-reading
+            return None
         try:
             return super().prepare_data(idx)
         except BadRecordError as err:
-            if self.on_bad_record == 'raise' or self.test_mode:
+            if not skipping:
                 raise
-            self._runtime_skips.add(1)
+            self._bad.mark(idx)
+            self._bad.add_event()
             if self._runtime_logged < _MAX_LOGGED:
                 self._runtime_logged += 1
                 print_log(f'skipping bad record: {err}', 'current',
@@ -129,12 +162,17 @@ class GeoPixelBaseDataset(BaseDataset):
             return None
 
     def bad_record_summary(self, reset: bool = True) -> dict:
-        """Counts of skipped records: at load time and since the last call."""
-        runtime = self._runtime_skips.pop() if reset else None
+        """What was skipped: at load time, and while reading samples.
+
+        ``skipped_at_runtime`` counts distinct records found bad so far;
+        ``replaced_fetches`` counts fetches of a bad record that were
+        replaced by another record since the last ``reset``.
+        """
         return dict(
             dataset=type(self).__name__,
             skipped_at_load=len(self.load_skipped),
-            skipped_at_runtime=runtime,
+            skipped_at_runtime=self._bad.count_marked(),
+            replaced_fetches=self._bad.pop_events() if reset else None,
             kept=len(self) if self._fully_initialized else None)
 
 

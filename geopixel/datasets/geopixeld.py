@@ -19,6 +19,7 @@ from typing import Iterator, List, Optional, Sequence
 
 from geopixel.registry import DATASETS
 from geopixel.utils import BadRecordError, resolve_data_path
+
 from .base import GeoPixelBaseDataset
 from .chat import GCG_QUESTION, count_seg, normalise_turns
 

@@ -10,6 +10,7 @@ from typing import Iterator
 
 from geopixel.registry import DATASETS
 from geopixel.utils import BadRecordError
+
 from .base import GeoPixelBaseDataset
 
 ISAID_CLASSES = ('ship', 'storage_tank', 'baseball_diamond', 'tennis_court',

@@ -16,6 +16,7 @@ from typing import Iterator
 
 from geopixel.registry import DATASETS
 from geopixel.utils import BadRecordError
+
 from .base import GeoPixelBaseDataset
 from .chat import RRSIS_ANSWER, RRSIS_QUESTION
 

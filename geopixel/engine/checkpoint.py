@@ -5,13 +5,14 @@
   target, so a crash mid-save never leaves a truncated checkpoint or a
   ``last_checkpoint`` pointer to one; ``--resume`` then always finds the
   last complete checkpoint.
-* ``load_local_checkpoint`` replaces MMEngine 0.10.7's local loader, which
+* ``load_from_local_safe`` replaces MMEngine 0.10.7's local loader, which
   calls ``torch.load`` without ``weights_only`` and so fails on torch>=2.6
-  for every training checkpoint (mmengine#1655). It first loads with
-  ``weights_only=True`` and the few plain classes an MMEngine checkpoint
-  holds allowed; only files under a trusted folder (the run's own
-  ``work_dir``, see :func:`trust_checkpoint_dir`) may fall back to a full
-  unpickle.
+  for every training checkpoint (mmengine#1655). It loads with
+  ``weights_only=True`` (numpy arrays allowed), which is enough for weight
+  files; a training checkpoint also pickles the message hub's objects, so
+  it loads fully only from a trusted folder: the run's own ``work_dir`` or
+  a checkpoint the user names on the command line (see
+  :func:`trust_checkpoint_dir`).
 """
 import os
 import os.path as osp
@@ -74,8 +75,7 @@ def _is_trusted(filename: str) -> bool:
 
 def _safe_globals() -> list:
     import numpy as np
-    from mmengine.logging import HistoryBuffer
-    allowed = [HistoryBuffer, np.ndarray, np.dtype]
+    allowed = [np.ndarray, np.dtype]
     try:
         allowed.append(np._core.multiarray._reconstruct)
     except AttributeError:  # numpy < 2
@@ -85,7 +85,7 @@ def _safe_globals() -> list:
     return allowed
 
 
-def load_local_checkpoint(filename: str, map_location=None):
+def load_from_local_safe(filename: str, map_location=None):
     """MMEngine's local checkpoint loader, fixed for torch>=2.6."""
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
@@ -107,4 +107,4 @@ def load_local_checkpoint(filename: str, map_location=None):
 
 
 CheckpointLoader.register_scheme(
-    prefixes='', loader=load_local_checkpoint, force=True)
+    prefixes='', loader=load_from_local_safe, force=True)

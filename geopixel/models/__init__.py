@@ -7,8 +7,14 @@ grounding_encoders/ frozen segmentation backbones (GROUNDING_ENCODERS)
 decoders/           prompt embeddings -> mask logits (MASK_DECODERS)
 losses/             mask and text losses (MODELS)
 """
-from . import (decoders, grounding_encoders, llms, losses, tilers,
-               vision_encoders)
+from . import (
+               decoders,
+               grounding_encoders,
+               llms,
+               losses,
+               tilers,
+               vision_encoders,
+)
 
 __all__ = [
     'decoders', 'grounding_encoders', 'llms', 'losses', 'tilers',

@@ -5,6 +5,7 @@ import numpy as np
 from mmengine.visualization import Visualizer
 
 from geopixel.registry import VISUALIZERS
+
 from .overlay import draw_grounded_masks
 
 

@@ -1,6 +1,10 @@
 # Runtime shared by every geopixel experiment.
-from mmengine.hooks import (DistSamplerSeedHook, IterTimerHook, LoggerHook,
-                            ParamSchedulerHook)
+from mmengine.hooks import (
+                            DistSamplerSeedHook,
+                            IterTimerHook,
+                            LoggerHook,
+                            ParamSchedulerHook,
+)
 from mmengine.runner import LogProcessor
 from mmengine.visualization import LocalVisBackend
 

@@ -1,8 +1,12 @@
 """Deterministic synthetic remote-sensing data for demos and tests."""
 from .scene import Instance, Scene, SceneGenerator
 from .text import gcg_description, referring_expressions
-from .writers import (gcg_split, generate_synthetic_dataset, rrsis_split,
-                      train_tokenizer)
+from .writers import (
+                      gcg_split,
+                      generate_synthetic_dataset,
+                      rrsis_split,
+                      train_tokenizer,
+)
 
 __all__ = [
     'Instance', 'Scene', 'SceneGenerator', 'gcg_description',

@@ -13,6 +13,7 @@ Output folder::
 
 Paths inside GeoPixelD JSON start with ``data/``, as in the official release.
 """
+import io
 import json
 import os
 import os.path as osp
@@ -24,8 +25,13 @@ from typing import Callable, Dict, List, Optional
 import cv2
 import numpy as np
 
-from ..chat import (GCG_INFERENCE_QUESTION, GCG_QUESTION, INTERNLM2_CHAT,
-                    RRSIS_ANSWER, RRSIS_QUESTION)
+from ..chat import (
+    GCG_INFERENCE_QUESTION,
+    GCG_QUESTION,
+    INTERNLM2_CHAT,
+    RRSIS_ANSWER,
+    RRSIS_QUESTION,
+)
 from ..isaid import ISAID_CATEGORY_IDS, ISAID_CLASSES
 from .scene import SceneGenerator
 from .text import gcg_description, referring_expressions
@@ -82,14 +88,12 @@ def train_tokenizer(texts: List[str], out_dir: str,
 
     from geopixel.tokenizers import InternLM2Tokenizer
     os.makedirs(out_dir, exist_ok=True)
-    corpus = osp.join(out_dir, 'corpus.txt')
-    with open(corpus, 'w', encoding='utf-8') as f:
-        for text in texts:
-            f.write(text.replace('\n', ' ') + '\n')
-    prefix = osp.join(out_dir, 'tokenizer')
+    model = io.BytesIO()
+    # Training from an iterator into memory keeps file paths out of the
+    # model's trainer spec, so the file is byte-identical for a given seed.
     spm.SentencePieceTrainer.Train(
-        input=corpus,
-        model_prefix=prefix,
+        sentence_iterator=iter([t.replace('\n', ' ') for t in texts]),
+        model_writer=model,
         model_type='bpe',
         vocab_size=vocab_size,
         hard_vocab_limit=False,
@@ -107,8 +111,9 @@ def train_tokenizer(texts: List[str], out_dir: str,
         pad_id=-1,
         num_threads=1,
         minloglevel=2)
-    os.remove(corpus)
-    os.remove(prefix + '.vocab')
+    with open(osp.join(out_dir, InternLM2Tokenizer.vocab_file_name),
+              'wb') as f:
+        f.write(model.getvalue())
     tokenizer = InternLM2Tokenizer.from_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir

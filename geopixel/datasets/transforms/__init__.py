@@ -1,7 +1,6 @@
 """Data pipeline steps (TRANSFORMS registry)."""
 from .formatting import FormatChat, PackGeoPixelInputs
-from .loading import (LoadGroundingMasks, LoadImageRGB,
-                      LoadInstanceAnnotations)
+from .loading import LoadGroundingMasks, LoadImageRGB, LoadInstanceAnnotations
 from .tiling import TileImage
 
 __all__ = [

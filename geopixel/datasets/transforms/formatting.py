@@ -8,9 +8,16 @@ from mmcv.transforms import BaseTransform
 from geopixel.registry import TRANSFORMS
 from geopixel.structures import GeoPixelDataSample
 from geopixel.utils import BadRecordError
+
 from ..base import build_object
-from ..chat import (CHAT_TEMPLATES, IGNORE_INDEX, SEG_TOKEN, exact_labels,
-                    official_labels, parse_phrases)
+from ..chat import (
+    CHAT_TEMPLATES,
+    IGNORE_INDEX,
+    SEG_TOKEN,
+    exact_labels,
+    official_labels,
+    parse_phrases,
+)
 
 LABEL_MODES = ('official', 'exact')
 

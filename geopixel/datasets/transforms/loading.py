@@ -8,8 +8,12 @@ from PIL import Image, UnidentifiedImageError
 
 from geopixel.registry import TRANSFORMS
 from geopixel.utils import BadRecordError
-from geopixel.utils.masks import (coco_segmentation_to_mask, decode_rle,
-                                  polygons_to_mask, stack_masks)
+from geopixel.utils.masks import (
+    coco_segmentation_to_mask,
+    decode_rle,
+    polygons_to_mask,
+    stack_masks,
+)
 
 _HIGH_DEPTH_MODES = ('I;16', 'I;16B', 'I;16L', 'I', 'F')
 

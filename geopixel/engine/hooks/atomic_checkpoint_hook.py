@@ -2,6 +2,7 @@
 from mmengine.hooks import CheckpointHook
 
 from geopixel.registry import HOOKS
+
 from ..checkpoint import ATOMIC_BACKEND
 
 

@@ -20,7 +20,6 @@ class BadRecordSummaryHook(Hook):
 
     def __init__(self, interval: Optional[int] = None):
         self.interval = interval
-        self._load_reported = set()
 
     def _report(self, runner, loop_name: str) -> None:
         from geopixel.datasets.base import unwrap_datasets
@@ -32,21 +31,18 @@ class BadRecordSummaryHook(Hook):
             if not hasattr(dataset, 'bad_record_summary'):
                 continue
             summary = dataset.bad_record_summary(reset=True)
-            key = (loop_name, id(dataset))
-            at_load = summary['skipped_at_load']
-            if key in self._load_reported:
-                at_load = 0
-            self._load_reported.add(key)
-            skipped = (summary['skipped_at_runtime'] or 0) + at_load
-            policy = getattr(dataset, 'on_bad_record', 'raise')
-            if policy != 'skip' and not skipped:
+            skipped = (summary['skipped_at_runtime'] +
+                       summary['skipped_at_load'])
+            if getattr(dataset, 'on_bad_record', 'raise') != 'skip':
                 continue
             level = logging.WARNING if skipped else logging.INFO
             runner.logger.log(
-                level, f'[{loop_name}] {summary["dataset"]}: skipped '
-                f'{summary["skipped_at_runtime"] or 0} bad record(s) while '
-                f'reading samples and {summary["skipped_at_load"]} while '
-                f'loading annotations ({summary["kept"]} usable)')
+                level, f'[{loop_name}] {summary["dataset"]}: '
+                f'{summary["skipped_at_load"]} bad record(s) left out while '
+                f'loading annotations, {summary["skipped_at_runtime"]} found '
+                f'bad while reading samples ({summary["replaced_fetches"]} '
+                f'fetches replaced since the last report); '
+                f'{summary["kept"]} records in the dataset')
 
     def after_train_epoch(self, runner) -> None:
         self._report(runner, 'train')

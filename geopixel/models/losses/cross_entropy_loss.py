@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geopixel.registry import MODELS
+
 from .utils import weight_reduce_loss
 
 

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from geopixel.registry import MODELS
+
 from .utils import weight_reduce_loss
 
 

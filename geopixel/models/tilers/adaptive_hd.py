@@ -19,12 +19,13 @@ image at hd 9 gives 42 tiles). ``max_tiles`` bounds that; set it to ``None``
 to reproduce the official rule exactly.
 """
 import math
-from typing import Optional, Union
+from typing import Union
 
 import numpy as np
 from PIL import Image
 
 from geopixel.registry import TILERS
+
 from .base import BaseTiler, ImageLike, TiledImage, to_pil_rgb
 
 MODES = ('train', 'inference')

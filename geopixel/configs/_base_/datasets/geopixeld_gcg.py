@@ -4,9 +4,14 @@
 from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler, InfiniteSampler, pseudo_collate
 
-from geopixel.datasets import (FormatChat, GeoPixelDDataset,
-                               LoadGroundingMasks, LoadImageRGB,
-                               PackGeoPixelInputs, TileImage)
+from geopixel.datasets import (
+    FormatChat,
+    GeoPixelDDataset,
+    LoadGroundingMasks,
+    LoadImageRGB,
+    PackGeoPixelInputs,
+    TileImage,
+)
 from geopixel.tokenizers import InternLM2Tokenizer
 
 with read_base():

@@ -2,8 +2,12 @@
 #   annotations/instancesonly_filtered_{train,val}.json, images/{train,val}/
 from mmengine.dataset import DefaultSampler, pseudo_collate
 
-from geopixel.datasets import (ISAIDDataset, LoadImageRGB,
-                               LoadInstanceAnnotations, PackGeoPixelInputs)
+from geopixel.datasets import (
+                               ISAIDDataset,
+                               LoadImageRGB,
+                               LoadInstanceAnnotations,
+                               PackGeoPixelInputs,
+)
 
 data_root = 'data/iSAID_patches'
 pipeline = [

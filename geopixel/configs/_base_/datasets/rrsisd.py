@@ -3,8 +3,14 @@
 from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler, InfiniteSampler, pseudo_collate
 
-from geopixel.datasets import (FormatChat, LoadGroundingMasks, LoadImageRGB,
-                               PackGeoPixelInputs, RRSISDDataset, TileImage)
+from geopixel.datasets import (
+    FormatChat,
+    LoadGroundingMasks,
+    LoadImageRGB,
+    PackGeoPixelInputs,
+    RRSISDDataset,
+    TileImage,
+)
 from geopixel.tokenizers import InternLM2Tokenizer
 
 with read_base():

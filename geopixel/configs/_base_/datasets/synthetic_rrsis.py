@@ -2,12 +2,17 @@
 # sentencepiece tokenizer and one 560 px tile per image.
 from mmengine.config import read_base
 
-from geopixel.datasets import (FormatChat, LoadGroundingMasks, LoadImageRGB,
-                               PackGeoPixelInputs, TileImage)
+from geopixel.datasets import (
+    FormatChat,
+    LoadGroundingMasks,
+    LoadImageRGB,
+    PackGeoPixelInputs,
+    TileImage,
+)
 
 with read_base():
-    from .rrsisd import *  # noqa: F401,F403
     from ..models.tilers.adaptive_hd_1 import *  # noqa: F401,F403
+    from .rrsisd import *  # noqa: F401,F403
 
 synthetic_root = 'data/synthetic'
 tokenizer.update(path=synthetic_root + '/tokenizer')

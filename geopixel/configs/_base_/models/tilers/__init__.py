@@ -1,0 +1,1 @@
+"""Configs (read by mmengine.Config, not imported)."""

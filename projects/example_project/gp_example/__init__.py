@@ -1,0 +1,4 @@
+"""Example geopixel project: registers FixedGridTiler in TILERS."""
+from .fixed_grid_tiler import FixedGridTiler
+
+__all__ = ['FixedGridTiler']

@@ -1,0 +1,42 @@
+"""A tiler that always uses the same grid."""
+import numpy as np
+from PIL import Image
+
+from geopixel.models.tilers import AdaptiveHDTiler, TiledImage
+from geopixel.models.tilers.base import to_pil_rgb
+from geopixel.registry import TILERS
+
+
+@TILERS.register_module()
+class FixedGridTiler(AdaptiveHDTiler):
+    """Resize every image to ``rows x cols`` tiles (aspect not kept).
+
+    Reuses the adaptive tiler's token count, so the vision encoder needs no
+    change.
+    """
+
+    def __init__(self, rows: int = 1, cols: int = 1, tile_size: int = 560):
+        super().__init__(hd_num=rows * cols, tile_size=tile_size)
+        self.rows, self.cols = int(rows), int(cols)
+
+    def plan(self, width: int, height: int) -> dict:
+        size = (self.cols * self.tile_size, self.rows * self.tile_size)
+        return dict(grid=(self.rows, self.cols), transposed=False,
+                    resized_size=size, padding=(0, 0, 0, 0))
+
+    def __call__(self, image) -> TiledImage:
+        pil = to_pil_rgb(image)
+        plan = self.plan(*pil.size)
+        canvas = np.array(pil.resize(plan['resized_size'], Image.BILINEAR))
+        return TiledImage(
+            image=canvas,
+            grid=plan['grid'],
+            tile_size=self.tile_size,
+            original_size=pil.size,
+            resized_size=plan['resized_size'],
+            padding=plan['padding'],
+            num_tokens=self.num_tokens(self.rows, self.cols),
+            meta=dict(mode='fixed'))
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(rows={self.rows}, cols={self.cols})'
