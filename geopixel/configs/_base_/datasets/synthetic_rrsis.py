@@ -11,8 +11,9 @@ from geopixel.datasets import (
 )
 
 with read_base():
-    from ..models.tilers.adaptive_hd_1 import *  # noqa: F401,F403
+    # order matters: the hd-1 tilers override the hd-9 ones of the base
     from .rrsisd import *  # noqa: F401,F403
+    from ..models.tilers.adaptive_hd_1 import *  # noqa: F401,F403
 
 synthetic_root = 'data/synthetic'
 tokenizer.update(path=synthetic_root + '/tokenizer')
