@@ -1,44 +1,14 @@
 # GeoPixelD grounded conversation generation, official layout:
 #   data/GeoPixelD.json, data/GeoPixelD/{train,test}/*.png|*.json
-# and a tokenizer folder from the GeoPixel-7B (or IXC-2.5) release.
 from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler, InfiniteSampler, pseudo_collate
 
-from geopixel.datasets import (
-    FormatChat,
-    GeoPixelDDataset,
-    LoadGroundingMasks,
-    LoadImageRGB,
-    PackGeoPixelInputs,
-    TileImage,
-)
-from geopixel.tokenizers import InternLM2Tokenizer
+from geopixel.datasets import GeoPixelDDataset
 
 with read_base():
-    from ..models.tilers.adaptive_hd_9 import *  # noqa: F401,F403
+    from .grounding_pipelines import *  # noqa: F401,F403
 
 data_root = 'data/'
-tokenizer = dict(
-    type=InternLM2Tokenizer.from_pretrained, path='checkpoints/GeoPixel-7B')
-
-train_pipeline = [
-    dict(type=LoadImageRGB),
-    dict(type=LoadGroundingMasks),
-    dict(type=TileImage, tiler=train_tiler),
-    dict(type=FormatChat, tokenizer=tokenizer, label_mode='official'),
-    dict(type=PackGeoPixelInputs),
-]
-test_pipeline = [
-    dict(type=LoadImageRGB),
-    dict(type=LoadGroundingMasks),
-    dict(type=TileImage, tiler=test_tiler),
-    dict(
-        type=FormatChat,
-        tokenizer=tokenizer,
-        bos_before_image=True,
-        for_generation=True),
-    dict(type=PackGeoPixelInputs),
-]
 
 train_dataloader = dict(
     batch_size=2,

@@ -3,41 +3,12 @@
 from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler, InfiniteSampler, pseudo_collate
 
-from geopixel.datasets import (
-    FormatChat,
-    LoadGroundingMasks,
-    LoadImageRGB,
-    PackGeoPixelInputs,
-    RRSISDDataset,
-    TileImage,
-)
-from geopixel.tokenizers import InternLM2Tokenizer
+from geopixel.datasets import RRSISDDataset
 
 with read_base():
-    from ..models.tilers.adaptive_hd_9 import *  # noqa: F401,F403
+    from .grounding_pipelines import *  # noqa: F401,F403
 
 data_root = 'data/rrsisd_root'
-tokenizer = dict(
-    type=InternLM2Tokenizer.from_pretrained, path='checkpoints/GeoPixel-7B')
-
-train_pipeline = [
-    dict(type=LoadImageRGB),
-    dict(type=LoadGroundingMasks),
-    dict(type=TileImage, tiler=train_tiler),
-    dict(type=FormatChat, tokenizer=tokenizer, label_mode='official'),
-    dict(type=PackGeoPixelInputs),
-]
-test_pipeline = [
-    dict(type=LoadImageRGB),
-    dict(type=LoadGroundingMasks),
-    dict(type=TileImage, tiler=test_tiler),
-    dict(
-        type=FormatChat,
-        tokenizer=tokenizer,
-        bos_before_image=True,
-        for_generation=True),
-    dict(type=PackGeoPixelInputs),
-]
 
 train_dataloader = dict(
     batch_size=2,
@@ -65,15 +36,4 @@ val_dataloader = dict(
         pipeline=test_pipeline,
         test_mode=True))
 test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type=DefaultSampler, shuffle=False),
-    collate_fn=dict(type=pseudo_collate),
-    dataset=dict(
-        type=RRSISDDataset,
-        data_root=data_root,
-        split='test',
-        pipeline=test_pipeline,
-        test_mode=True))
+    val_dataloader, dataset=dict(val_dataloader['dataset'], split='test'))

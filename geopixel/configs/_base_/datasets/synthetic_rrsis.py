@@ -2,45 +2,25 @@
 # sentencepiece tokenizer and one 560 px tile per image.
 from mmengine.config import read_base
 
-from geopixel.datasets import (
-    FormatChat,
-    LoadGroundingMasks,
-    LoadImageRGB,
-    PackGeoPixelInputs,
-    TileImage,
-)
-
 with read_base():
     # order matters: the hd-1 tilers override the hd-9 ones of the base
     from .rrsisd import *  # noqa: F401,F403
     from ..models.tilers.adaptive_hd_1 import *  # noqa: F401,F403
 
 synthetic_root = 'data/synthetic'
-tokenizer.update(path=synthetic_root + '/tokenizer')
-train_pipeline = [
-    dict(type=LoadImageRGB),
-    dict(type=LoadGroundingMasks),
-    dict(type=TileImage, tiler=train_tiler),
-    dict(type=FormatChat, tokenizer=tokenizer, label_mode='official'),
-    dict(type=PackGeoPixelInputs),
-]
-test_pipeline = [
-    dict(type=LoadImageRGB),
-    dict(type=LoadGroundingMasks),
-    dict(type=TileImage, tiler=test_tiler),
-    dict(
-        type=FormatChat,
-        tokenizer=tokenizer,
-        bos_before_image=True,
-        for_generation=True),
-    dict(type=PackGeoPixelInputs),
-]
 train_dataloader.update(num_workers=2)
-train_dataloader.dataset.update(
-    data_root=synthetic_root + '/rrsisd', pipeline=train_pipeline)
 val_dataloader.update(num_workers=2)
-val_dataloader.dataset.update(
-    data_root=synthetic_root + '/rrsisd', pipeline=test_pipeline)
 test_dataloader.update(num_workers=2)
-test_dataloader.dataset.update(
-    data_root=synthetic_root + '/rrsisd', pipeline=test_pipeline)
+train_dataloader.dataset.data_root = synthetic_root + '/rrsisd'
+val_dataloader.dataset.data_root = synthetic_root + '/rrsisd'
+test_dataloader.dataset.data_root = synthetic_root + '/rrsisd'
+# pipeline[2] is TileImage, pipeline[3] FormatChat (grounding_pipelines.py)
+train_dataloader.dataset.pipeline[2].tiler = train_tiler
+val_dataloader.dataset.pipeline[2].tiler = test_tiler
+test_dataloader.dataset.pipeline[2].tiler = test_tiler
+train_dataloader.dataset.pipeline[3].tokenizer.path = (
+    synthetic_root + '/tokenizer')
+val_dataloader.dataset.pipeline[3].tokenizer.path = (
+    synthetic_root + '/tokenizer')
+test_dataloader.dataset.pipeline[3].tokenizer.path = (
+    synthetic_root + '/tokenizer')
