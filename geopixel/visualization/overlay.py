@@ -1,5 +1,6 @@
 """Mask overlays with a colour legend, one colour per phrase."""
 import colorsys
+import textwrap
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -54,13 +55,16 @@ def draw_grounded_masks(image: np.ndarray,
     if title:
         draw.text((w + 8, y), title[:40], fill=(0, 0, 0), font=font)
         y += 18
+    chars_per_line = max(8, (legend_width - 36) // 6)
     for label, colour, mask in zip(labels, colours, masks):
         draw.rectangle([w + 8, y, w + 22, y + 12], fill=colour,
                        outline=(0, 0, 0))
         area = int(np.asarray(mask).astype(bool).sum())
-        draw.text((w + 28, y), f'{label[:28]} ({area} px)', fill=(0, 0, 0),
-                  font=font)
-        y += 18
+        lines = textwrap.wrap(f'{label} ({area} px)', chars_per_line) or ['']
+        for line in lines:
+            draw.text((w + 28, y), line, fill=(0, 0, 0), font=font)
+            y += 14
+        y += 4
     # Outline each mask so adjacent masks of similar colour stay apart.
     outlined = np.asarray(canvas).copy()
     for mask, colour in zip(masks, colours):
