@@ -43,34 +43,23 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    import torch
-    from mmengine.config import Config
     from mmengine.evaluator import DumpResults
     from mmengine.runner import Runner
 
     import geopixel.engine  # noqa: F401  (checkpoint I/O, hooks)
     from geopixel.engine import trust_checkpoint_dir
+    from geopixel.engine.runner_setup import load_config, setup_cpu_distributed
 
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.cfg_options, args.work_dir,
+                      args.launcher)
     cfg.load_from = args.checkpoint
     cfg.resume = False
     # A DeepSpeed config evaluates on the plain Runner (mmengine#1408).
     cfg.pop('runner_type', None)
     cfg.pop('strategy', None)
+    # the user names this checkpoint: it may hold a full training state
     trust_checkpoint_dir(osp.dirname(osp.abspath(args.checkpoint)))
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        from geopixel.engine import cpu_ddp_wrapper_cfg, init_cpu_distributed
-        init_cpu_distributed()
-        cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
-        cfg.model_wrapper_cfg = cpu_ddp_wrapper_cfg()
+    setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):

@@ -48,31 +48,22 @@ def parse_args(argv=None):
 
 
 def build_train_config(args):
-    """Apply the command line to the config, in mmdet's order."""
+    """The config with the command line applied (mmdet's order)."""
     import torch
-    from mmengine.config import Config
 
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    from geopixel.engine.runner_setup import load_config, setup_cpu_distributed
+    cfg = load_config(args.config, args.cfg_options, args.work_dir,
+                      args.launcher)
     if args.amp:
         if not torch.cuda.is_available():
             raise SystemExit('--amp needs a CUDA device; on CPU geopixel '
                              'trains in fp32')
         wrapper = cfg.optim_wrapper.get('type')
         name = getattr(wrapper, '__name__', wrapper)
-        if name == 'AmpOptimWrapper':
-            pass
-        elif name in ('OptimWrapper', None):
+        if name in ('OptimWrapper', None):
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
-        else:
+        elif name != 'AmpOptimWrapper':
             raise SystemExit(f'--amp does not apply to {name}; set the '
                              'precision in the strategy instead')
     if args.resume == 'auto':
@@ -81,13 +72,8 @@ def build_train_config(args):
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        # MMEngine's init_dist needs CUDA: start gloo ourselves.
-        from geopixel.engine import cpu_ddp_wrapper_cfg, init_cpu_distributed
-        init_cpu_distributed()
-        cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
-        if cfg.get('runner_type') is None:
-            cfg.model_wrapper_cfg = cpu_ddp_wrapper_cfg()
+    # a FlexibleRunner's strategy wraps the model itself
+    setup_cpu_distributed(cfg, wrap_model=cfg.get('runner_type') is None)
     return cfg
 
 
