@@ -6,17 +6,15 @@ llms/               causal LMs and their fine-tuning adapters (LLM_ADAPTERS)
 grounding_encoders/ frozen segmentation backbones (GROUNDING_ENCODERS)
 decoders/           prompt embeddings -> mask logits (MASK_DECODERS)
 losses/             mask and text losses (MODELS)
+projectors/         the [SEG] projector (MODELS)
+data_preprocessors/ batch normalisation on the device (MODELS)
+architectures/      the composite GeoPixel model (MODELS)
 """
-from . import (
-               decoders,
-               grounding_encoders,
-               llms,
-               losses,
-               tilers,
-               vision_encoders,
-)
+from . import (architectures, data_preprocessors, decoders,
+               grounding_encoders, llms, losses, projectors, tilers,
+               vision_encoders)
 
 __all__ = [
-    'decoders', 'grounding_encoders', 'llms', 'losses', 'tilers',
-    'vision_encoders'
+    'architectures', 'data_preprocessors', 'decoders', 'grounding_encoders',
+    'llms', 'losses', 'projectors', 'tilers', 'vision_encoders'
 ]

@@ -1,6 +1,8 @@
 """Mask decoder contract."""
 from abc import abstractmethod
+from typing import List, Sequence, Tuple
 
+import torch
 from torch import nn
 
 
@@ -9,9 +11,14 @@ class BaseMaskDecoder(nn.Module):
 
     ``forward(features, prompts, original_sizes)`` takes one [n_i, D] prompt
     tensor per sample and returns one [n_i, H_i, W_i] logit tensor per
-    sample at its original size.
+    sample at its original size. ``trainable`` says whether the decoder
+    trains (GeoPixel trains its SAM2 mask decoder).
     """
 
+    trainable: bool
+
     @abstractmethod
-    def forward(self, features, prompts, original_sizes):
+    def forward(self, features: dict, prompts: Sequence[torch.Tensor],
+                original_sizes: Sequence[Tuple[int, int]]
+                ) -> List[torch.Tensor]:
         """Decode one mask per prompt."""

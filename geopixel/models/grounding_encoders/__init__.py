@@ -1,4 +1,5 @@
 """Frozen grounding encoders (GROUNDING_ENCODERS registry)."""
 from .base import BaseGroundingEncoder
+from .sam2 import SAM2GroundingEncoder
 
-__all__ = ['BaseGroundingEncoder']
+__all__ = ['BaseGroundingEncoder', 'SAM2GroundingEncoder']

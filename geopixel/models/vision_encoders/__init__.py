@@ -1,4 +1,5 @@
 """Vision encoders (VISION_ENCODERS registry)."""
 from .base import BaseVisionEncoder
+from .clip import CLIPVisionEncoder
 
-__all__ = ['BaseVisionEncoder']
+__all__ = ['BaseVisionEncoder', 'CLIPVisionEncoder']

@@ -1,0 +1,154 @@
+"""Key tables between the official GeoPixel / IXC-2.5 / SAM2 checkpoints
+and the geopixel model.
+
+Official name (released GeoPixel-7B)           geopixel name
+---------------------------------------------  -----------------------------
+vit.vision_tower.vision_model.*                vision_encoder.vit.*
+vision_proj.*                                  vision_encoder.projector.*
+plora_glb_GN / plora_sub_GN                    vision_encoder.glb_GN / sub_GN
+model.tok_embeddings / layers / norm, output   llm.llm.model.* , llm.llm.output
+model.visual_model.image_encoder.*             grounding_encoder.image_encoder.*
+model.visual_model.no_mem_embed                grounding_encoder.no_mem_embed
+model.visual_model.sam_prompt_encoder.*        mask_decoder.prompt_encoder.*
+model.visual_model.sam_mask_decoder.*          mask_decoder.mask_decoder.*
+model.text_hidden_fcs.0.*                      seg_projector.*
+
+Dropped: IXC-2.5's unused ``lora_sft/dpo/web`` adapters (about 3B
+parameters) and SAM2's video-memory modules. Un-merged training outputs
+(``base_model.model.`` prefix, ``base_layer`` and ``lora_A/B.default``) are
+merged first (``W += B @ A * alpha / r``). Where the target module carries a
+peft LoRA wrapper, ``X.weight`` lands on ``X.base_layer.weight``.
+"""
+import re
+from typing import Dict, Iterable, List, Tuple
+
+import torch
+
+PREFIX_TABLE: List[Tuple[str, str]] = [
+    ('vit.vision_tower.vision_model.', 'vision_encoder.vit.'),
+    ('vision_proj.', 'vision_encoder.projector.'),
+    ('plora_glb_GN', 'vision_encoder.glb_GN'),
+    ('plora_sub_GN', 'vision_encoder.sub_GN'),
+    ('model.visual_model.image_encoder.', 'grounding_encoder.image_encoder.'),
+    ('model.visual_model.no_mem_embed', 'grounding_encoder.no_mem_embed'),
+    ('model.visual_model.sam_prompt_encoder.', 'mask_decoder.prompt_encoder.'),
+    ('model.visual_model.sam_mask_decoder.', 'mask_decoder.mask_decoder.'),
+    ('model.text_hidden_fcs.0.', 'seg_projector.'),
+    ('model.tok_embeddings.', 'llm.llm.model.tok_embeddings.'),
+    ('model.layers.', 'llm.llm.model.layers.'),
+    ('model.norm.', 'llm.llm.model.norm.'),
+    ('output.', 'llm.llm.output.'),
+]
+DROP_PATTERNS = [
+    re.compile(r'\.lora_(sft|dpo|web)_[AB]\.'),
+    re.compile(r'^model\.visual_model\.(memory_attention|memory_encoder|'
+               r'mask_downsample|maskmem_tpos_enc|no_mem_pos_enc|no_obj_ptr|'
+               r'obj_ptr_proj|obj_ptr_tpos_proj)'),
+    re.compile(r'position_ids$'),
+]
+
+
+def merge_unmerged_lora(state: Dict[str, torch.Tensor],
+                        scaling: float = 2.0) -> Dict[str, torch.Tensor]:
+    """Merge peft LoRA of a zero_to_fp32 training output into base weights.
+
+    ``scaling`` is ``lora_alpha / r`` (16 / 8 in the GeoPixel recipe).
+    """
+    state = {(k[len('base_model.model.'):]
+              if k.startswith('base_model.model.') else k): v
+             for k, v in state.items()}
+    merged = {}
+    for key, value in state.items():
+        if '.lora_A.' in key or '.lora_B.' in key:
+            continue
+        merged[key.replace('.base_layer.', '.')] = value
+    for key in [k for k in state if '.lora_A.' in k]:
+        module = key.split('.lora_A.')[0]
+        a = state[key]
+        b = state[key.replace('.lora_A.', '.lora_B.')]
+        target = f'{module}.weight'
+        merged[target] = (merged[target].float() +
+                          (b.float() @ a.float()) * scaling).to(
+                              merged[target].dtype)
+    return merged
+
+
+def convert_official_state_dict(
+        state: Dict[str, torch.Tensor],
+        target_keys: Iterable[str]) -> Tuple[dict, List[str], List[str]]:
+    """Official keys -> geopixel keys for a model with ``target_keys``.
+
+    Returns ``(converted, dropped, unknown)``: ``dropped`` are keys the
+    tables leave out on purpose, ``unknown`` keys no table knows.
+    """
+    targets = set(target_keys)
+    if any(k.startswith('base_model.model.') for k in state):
+        state = merge_unmerged_lora(state)
+    converted, dropped, unknown = {}, [], []
+    for key, value in state.items():
+        if any(p.search(key) for p in DROP_PATTERNS):
+            dropped.append(key)
+            continue
+        for old, new in PREFIX_TABLE:
+            if key.startswith(old):
+                name = new + key[len(old):]
+                break
+        else:
+            unknown.append(key)
+            continue
+        name = _fit_to_target(name, targets)
+        converted[name] = value
+    return converted, dropped, unknown
+
+
+def _fit_to_target(name: str, targets: set) -> str:
+    """Follow peft wrappers and HF layout differences of the target."""
+    if name in targets:
+        return name
+    wrapped = re.sub(r'\.(weight|bias)$', r'.base_layer.\1', name)
+    if wrapped in targets:
+        return wrapped
+    # older transformers nest CLIP under `vision_model.`
+    nested = name.replace('vision_encoder.vit.',
+                          'vision_encoder.vit.vision_model.', 1)
+    if nested in targets:
+        return nested
+    return name
+
+
+def load_official_checkpoint(model: torch.nn.Module,
+                             path: str,
+                             strict: bool = True) -> dict:
+    """Load a released GeoPixel checkpoint (file or folder) into ``model``.
+
+    Returns a report with ``missing`` (model keys not in the checkpoint),
+    ``unexpected``, ``dropped`` and ``unknown`` key lists. With ``strict``,
+    unknown or missing keys (other than LoRA weights the checkpoint cannot
+    have, since it is merged) raise.
+    """
+    from .io import read_state_dict
+    state = read_state_dict(path)
+    model_keys = model.state_dict().keys()
+    converted, dropped, unknown = convert_official_state_dict(
+        state, model_keys)
+    ref = model.state_dict()
+    for key, value in converted.items():
+        if key in ref and ref[key].shape != value.shape:
+            raise ValueError(
+                f'{path}: {key} has shape {tuple(value.shape)} in the '
+                f'checkpoint but {tuple(ref[key].shape)} in the model')
+        if key in ref:
+            converted[key] = value.to(ref[key].dtype)
+    missing, unexpected = model.load_state_dict(converted, strict=False)
+    missing = [
+        k for k in missing
+        if '.lora_A.' not in k and '.lora_B.' not in k
+    ]
+    report = dict(
+        missing=missing, unexpected=list(unexpected), dropped=dropped,
+        unknown=unknown)
+    if strict and (missing or unexpected or unknown):
+        raise KeyError(f'{path} does not fit the model: missing '
+                       f'{missing[:8]}, unexpected {list(unexpected)[:8]}, '
+                       f'unknown {unknown[:8]}')
+    return report

@@ -1,0 +1,4 @@
+"""Composite models (MODELS registry)."""
+from .geopixel import GeoPixel
+
+__all__ = ['GeoPixel']

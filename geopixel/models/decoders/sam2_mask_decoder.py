@@ -1,0 +1,142 @@
+"""SAM2's prompt encoder and mask decoder, prompted by [SEG] embeddings.
+
+Per sample, the projected ``[SEG]`` embeddings are the sparse prompts
+([n, 1, D]); the dense prompt is the no-mask embedding; the image embedding
+is repeated per prompt; ``multimask_output=False``. In training the decoder
+returns mask token 0; in eval mode SAM2's stability fallback may pick the
+best of tokens 1-3 (the reference behaviour; ``stability_fallback=False``
+always takes token 0). Low-resolution logits are resized bilinearly
+straight to the original image size.
+
+The reference casts the image embedding to bf16 right before the decoder,
+even in fp32 runs; ``round_image_embed_to_bf16`` (default True) reproduces
+that rounding, which measurably changes mask logits.
+"""
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from geopixel.registry import MASK_DECODERS
+from .base import BaseMaskDecoder
+
+
+@MASK_DECODERS.register_module()
+class SAM2MaskDecoder(BaseMaskDecoder):
+    """Args:
+        embed_dim: prompt width (the grounding encoder's ``hidden_dim``;
+            the composite model fills it in).
+        image_size: grounding encoder input side (fills in too).
+        trainable: train the decoder (GeoPixel: True).
+        stability_fallback: SAM2's eval-time token selection.
+        round_image_embed_to_bf16: reproduce the reference's bf16 cast.
+    """
+
+    def __init__(self,
+                 embed_dim: int = 256,
+                 image_size: int = 1024,
+                 trainable: bool = True,
+                 stability_fallback: bool = True,
+                 round_image_embed_to_bf16: bool = True,
+                 mlp_dim: int = 2048,
+                 num_heads: int = 8,
+                 iou_head_hidden_dim: int = 256):
+        super().__init__()
+        from sam2.modeling.sam.mask_decoder import MaskDecoder
+        from sam2.modeling.sam.prompt_encoder import PromptEncoder
+        from sam2.modeling.sam.transformer import TwoWayTransformer
+        side = image_size // 16
+        self.prompt_encoder = PromptEncoder(
+            embed_dim=embed_dim,
+            image_embedding_size=(side, side),
+            input_image_size=(image_size, image_size),
+            mask_in_chans=16)
+        self.mask_decoder = MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(
+                depth=2,
+                embedding_dim=embed_dim,
+                mlp_dim=mlp_dim,
+                num_heads=num_heads),
+            transformer_dim=embed_dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=iou_head_hidden_dim,
+            use_high_res_features=True,
+            iou_prediction_use_sigmoid=True,
+            pred_obj_scores=True,
+            pred_obj_scores_mlp=True,
+            use_multimask_token_for_obj_ptr=True,
+            dynamic_multimask_via_stability=stability_fallback,
+            dynamic_multimask_stability_delta=0.05,
+            dynamic_multimask_stability_thresh=0.98)
+        self.embed_dim = embed_dim
+        self.trainable = trainable
+        self.round_image_embed_to_bf16 = round_image_embed_to_bf16
+        if not trainable:
+            self.requires_grad_(False)
+
+    def project_high_res(self, high_res: Sequence[torch.Tensor]):
+        return [
+            self.mask_decoder.conv_s0(high_res[0]),
+            self.mask_decoder.conv_s1(high_res[1])
+        ]
+
+    def decode(self, image_embed: torch.Tensor,
+               high_res: Sequence[torch.Tensor],
+               prompts: torch.Tensor) -> dict:
+        """Low-res logits for one image ([1, C, h, w]) and its n prompts.
+
+        ``high_res`` are already projected (``project_high_res``).
+        """
+        n = prompts.shape[0]
+        side = self.prompt_encoder.image_embedding_size
+        sparse = prompts[:, None, :].to(image_embed.dtype)
+        dense = self.prompt_encoder.no_mask_embed.weight.reshape(
+            1, -1, 1, 1).expand(n, -1, side[0], side[1])
+        if self.round_image_embed_to_bf16:
+            image_embed = image_embed.to(torch.bfloat16)
+        masks, iou, _, object_scores = self.mask_decoder(
+            image_embeddings=image_embed,
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+            repeat_image=n > 1,
+            high_res_features=list(high_res))
+        return dict(
+            low_res_masks=masks, iou=iou, object_scores=object_scores)
+
+    def forward(self, features: dict, prompts: Sequence[torch.Tensor],
+                original_sizes: Sequence[Tuple[int, int]]
+                ) -> List[torch.Tensor]:
+        high_res = self.project_high_res(features['high_res'])
+        outputs = []
+        for i, (sample_prompts, size) in enumerate(zip(prompts,
+                                                       original_sizes)):
+            if sample_prompts.shape[0] == 0:
+                outputs.append(
+                    features['image_embed'].new_zeros((0, *size)).float())
+                continue
+            low = self.decode(features['image_embed'][i:i + 1],
+                              [h[i:i + 1] for h in high_res],
+                              sample_prompts)['low_res_masks']
+            outputs.append(postprocess_masks(low, size))
+        return outputs
+
+    def zero_loss(self) -> torch.Tensor:
+        """0 that touches every trainable parameter (ZeRO-3/DDP safety)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            return torch.zeros(())
+        return sum(p.sum() for p in params) * 0.0
+
+
+def postprocess_masks(low_res: torch.Tensor,
+                      size: Tuple[int, int]) -> torch.Tensor:
+    """[n, 1, h, w] logits -> [n, H, W] fp32 logits at the original size."""
+    return F.interpolate(
+        low_res.float(), size=tuple(size), mode='bilinear',
+        align_corners=False)[:, 0]
+
+
+__all__ = ['SAM2MaskDecoder', 'postprocess_masks']
