@@ -14,5 +14,11 @@ python -m pip install -q --upgrade pip
 # docs/en/get_started.md.
 extra=()
 for req in "$@"; do extra+=(-r "$req"); done
-python -m pip install -q -r requirements/cpu.txt "${extra[@]}"
+python -m pip install -q -r requirements/cpu.txt -r requirements/sam2.txt \
+    "${extra[@]}"
+# sam2 ships as source only; build it without its CUDA extension
+if ! python -c "import sam2" 2>/dev/null; then
+    SAM2_BUILD_CUDA=0 python -m pip install -q --no-deps --no-build-isolation \
+        sam2==1.1.0
+fi
 python -m pip install -q --no-deps -e .

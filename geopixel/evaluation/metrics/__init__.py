@@ -1,1 +1,4 @@
-"""RRSIS-D and RS-GCG metrics live here (one module per metric)."""
+"""RRSIS-D and RS-GCG metrics (one module per metric)."""
+from .rrsis_metric import RRSISMetric
+
+__all__ = ['RRSISMetric']

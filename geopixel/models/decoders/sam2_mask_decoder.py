@@ -12,7 +12,7 @@ The reference casts the image embedding to bf16 right before the decoder,
 even in fp32 runs; ``round_image_embed_to_bf16`` (default True) reproduces
 that rounding, which measurably changes mask logits.
 """
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,10 @@ class SAM2MaskDecoder(BaseMaskDecoder):
         trainable: train the decoder (GeoPixel: True).
         stability_fallback: SAM2's eval-time token selection.
         round_image_embed_to_bf16: reproduce the reference's bf16 cast.
+        mlp_dim / num_heads / iou_head_hidden_dim: SAM2's fixed sizes
+            (2048 / 8 / 256); smaller values only for tiny CPU models.
+        checkpoint: a SAM2 ``.pt`` whose ``sam_prompt_encoder`` and
+            ``sam_mask_decoder`` weights to load.
     """
 
     def __init__(self,
@@ -40,7 +44,8 @@ class SAM2MaskDecoder(BaseMaskDecoder):
                  round_image_embed_to_bf16: bool = True,
                  mlp_dim: int = 2048,
                  num_heads: int = 8,
-                 iou_head_hidden_dim: int = 256):
+                 iou_head_hidden_dim: int = 256,
+                 checkpoint: Optional[str] = None):
         super().__init__()
         from sam2.modeling.sam.mask_decoder import MaskDecoder
         from sam2.modeling.sam.prompt_encoder import PromptEncoder
@@ -72,8 +77,22 @@ class SAM2MaskDecoder(BaseMaskDecoder):
         self.embed_dim = embed_dim
         self.trainable = trainable
         self.round_image_embed_to_bf16 = round_image_embed_to_bf16
+        if checkpoint is not None:
+            self.load_sam2_weights(checkpoint)
         if not trainable:
             self.requires_grad_(False)
+
+    def load_sam2_weights(self, checkpoint: str) -> None:
+        """Prompt encoder and mask decoder weights from a SAM2 ``.pt``."""
+        from ..grounding_encoders.sam2 import load_sam2_checkpoint
+        state = load_sam2_checkpoint(checkpoint)
+        mine = {}
+        for key, value in state.items():
+            if key.startswith('sam_prompt_encoder.'):
+                mine['prompt_encoder.' + key[19:]] = value
+            elif key.startswith('sam_mask_decoder.'):
+                mine['mask_decoder.' + key[17:]] = value
+        self.load_state_dict(mine, strict=True)
 
     def project_high_res(self, high_res: Sequence[torch.Tensor]):
         return [

@@ -54,8 +54,18 @@ def load_sam2_model_config(variant: str, overrides: Optional[dict] = None):
             f'{sorted(SAM2_CONFIGS)} or a path to a sam2 YAML file')
     cfg = OmegaConf.load(path).model
     if overrides:
-        cfg = OmegaConf.merge(cfg, OmegaConf.create(overrides))
+        cfg = OmegaConf.merge(cfg, OmegaConf.create(_plain(overrides)))
     return cfg
+
+
+def _plain(value):
+    """Config containers (e.g. MMEngine's ConfigDict) as plain dicts."""
+    from collections.abc import Mapping
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def load_sam2_checkpoint(path: str) -> dict:

@@ -85,6 +85,8 @@ class InternLM2Adapter(BaseLLMAdapter):
         state = None
         if pretrained is not None:
             config, state = load_internlm2_folder(pretrained, config)
+        elif vocab_size is not None:
+            config.vocab_size = vocab_size  # random init: build at size
         self.llm = InternLM2ForCausalLM(config)
         if state is not None:
             missing, unexpected = self.llm.load_state_dict(state,

@@ -1,0 +1,46 @@
+# GeoPixel at CPU size: the real classes, tiny widths, random init.
+# Same structure as geopixel_7b.py: CLIP (2 layers, width 32) at 560 px with
+# the 2x2 merge, InternLM2 (2 layers, width 128, GQA 4/2) with partial LoRA
+# and LoRA, SAM2 Hiera-T (width 16) at 256 px, SAM2 mask decoder.
+from geopixel.models.architectures import GeoPixel
+from geopixel.models.decoders import SAM2MaskDecoder
+from geopixel.models.grounding_encoders import SAM2GroundingEncoder
+from geopixel.models.llms import PartialLoRAAdapter
+from geopixel.models.vision_encoders import CLIPVisionEncoder
+from geopixel.tokenizers import InternLM2Tokenizer
+
+model = dict(
+    type=GeoPixel,
+    tokenizer=dict(
+        type=InternLM2Tokenizer.from_pretrained,
+        path='data/synthetic/tokenizer'),
+    vision_encoder=dict(
+        type=CLIPVisionEncoder,
+        clip_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2)),
+    llm=dict(
+        type=PartialLoRAAdapter,
+        llm_config=dict(
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            plora_rank=16,
+            plora_alpha=16)),
+    grounding_encoder=dict(
+        type=SAM2GroundingEncoder,
+        variant='hiera_t',
+        image_size=256,
+        overrides=dict(
+            image_encoder=dict(
+                trunk=dict(embed_dim=16, num_heads=1),
+                neck=dict(
+                    d_model=64,
+                    backbone_channel_list=[128, 64, 32, 16],
+                    position_encoding=dict(num_pos_feats=64))))),
+    mask_decoder=dict(type=SAM2MaskDecoder, mlp_dim=256),
+    generation_cfg=dict(max_new_tokens=64))
