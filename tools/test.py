@@ -1,7 +1,8 @@
 """Evaluate a trained geopixel model with the metrics in its config.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
-        [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+        [--show-dir DIR] [--cfg-options k=v ...]
+        [--launcher {none,pytorch,slurm,mpi}]
 
 Runs MMEngine's plain Runner test loop (also for checkpoints trained with
 DeepSpeed, after tools/model_converters) and writes the metrics as JSON in
@@ -24,6 +25,9 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='where results and logs go')
     parser.add_argument(
         '--out', help='also dump raw predictions to this pickle file')
+    parser.add_argument(
+        '--show-dir',
+        help='write ground-truth / prediction overlays to this folder')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -60,6 +64,11 @@ def main(argv=None):
     # the user names this checkpoint: it may hold a full training state
     trust_checkpoint_dir(osp.dirname(osp.abspath(args.checkpoint)))
     setup_cpu_distributed(cfg)
+    if args.show_dir:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='geopixel.GeoPixelVisualizationHook',
+                 out_dir=args.show_dir)
+        ]
     runner = Runner.from_cfg(cfg)
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):

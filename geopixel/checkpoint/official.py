@@ -105,9 +105,14 @@ def _fit_to_target(name: str, targets: set) -> str:
     """Follow peft wrappers and HF layout differences of the target."""
     if name in targets:
         return name
-    wrapped = re.sub(r'\.(weight|bias)$', r'.base_layer.\1', name)
-    if wrapped in targets:
-        return wrapped
+    # a peft LoRA wrapper puts the wrapped module under `base_layer`:
+    # X.weight -> X.base_layer.weight, X.Plora_A.weight ->
+    # X.base_layer.Plora_A.weight
+    parts = name.split('.')
+    for i in range(len(parts) - 1, 0, -1):
+        wrapped = '.'.join(parts[:i] + ['base_layer'] + parts[i:])
+        if wrapped in targets:
+            return wrapped
     # older transformers nest CLIP under `vision_model.`
     nested = name.replace('vision_encoder.vit.',
                           'vision_encoder.vit.vision_model.', 1)
@@ -118,13 +123,17 @@ def _fit_to_target(name: str, targets: set) -> str:
 
 def load_official_checkpoint(model: torch.nn.Module,
                              path: str,
-                             strict: bool = True) -> dict:
+                             strict: bool = True,
+                             grow_vocab: bool = False) -> dict:
     """Load a released GeoPixel checkpoint (file or folder) into ``model``.
 
     Returns a report with ``missing`` (model keys not in the checkpoint),
     ``unexpected``, ``dropped`` and ``unknown`` key lists. With ``strict``,
     unknown or missing keys (other than LoRA weights the checkpoint cannot
-    have, since it is merged) raise.
+    have, since it is merged) raise. ``grow_vocab`` lets a checkpoint with
+    fewer token rows (IXC-2.5: 92544) fill the first rows of a model whose
+    vocabulary was grown for GeoPixel's tokens (92547); the new rows keep
+    their N(0, 0.02) initialisation, as in the official recipe.
     """
     from .io import read_state_dict
     state = read_state_dict(path)
@@ -132,7 +141,14 @@ def load_official_checkpoint(model: torch.nn.Module,
     converted, dropped, unknown = convert_official_state_dict(
         state, model_keys)
     ref = model.state_dict()
-    for key, value in converted.items():
+    for key, value in list(converted.items()):
+        if (grow_vocab and key in ref and value.dim() == 2
+                and key.endswith(('tok_embeddings.weight', 'output.weight'))
+                and value.shape[0] < ref[key].shape[0]
+                and value.shape[1] == ref[key].shape[1]):
+            grown = ref[key].detach().clone()
+            grown[:value.shape[0]] = value.to(grown.dtype)
+            converted[key] = value = grown
         if key in ref and ref[key].shape != value.shape:
             raise ValueError(
                 f'{path}: {key} has shape {tuple(value.shape)} in the '

@@ -18,6 +18,40 @@ class GeoPixelVisualizer(Visualizer):
     visualisation backends (local files, TensorBoard...).
     """
 
+    @staticmethod
+    def draw_sample(image: np.ndarray, data_sample, out_file: Optional[str] = None
+                    ) -> np.ndarray:
+        """GT and prediction panels for one sample (no backend needed)."""
+        panels = []
+        if 'gt_masks' in data_sample:
+            masks = data_sample.gt_masks
+            masks = masks.cpu().numpy() if hasattr(masks, 'cpu') else masks
+            labels = data_sample.metainfo.get('phrases') or [
+                data_sample.metainfo.get('ref_exp', 'target')
+            ]
+            panels.append(
+                draw_grounded_masks(image, masks, labels,
+                                    title='ground truth'))
+        if 'pred_masks' in data_sample:
+            masks = data_sample.pred_masks
+            masks = masks.float().cpu().numpy() if hasattr(masks,
+                                                          'cpu') else masks
+            labels = data_sample.get('pred_phrases') or None
+            panels.append(
+                draw_grounded_masks(image, masks > 0, labels,
+                                    title='prediction'))
+        if not panels:
+            panels.append(np.asarray(image, dtype=np.uint8))
+        height = max(p.shape[0] for p in panels)
+        drawn = np.concatenate([
+            np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)),
+                   constant_values=255) for p in panels
+        ], axis=1)
+        if out_file is not None:
+            from PIL import Image
+            Image.fromarray(drawn).save(out_file)
+        return drawn
+
     def add_datasample(self,
                        name: str,
                        image: np.ndarray,
@@ -28,30 +62,15 @@ class GeoPixelVisualizer(Visualizer):
                        wait_time: float = 0,
                        out_file: Optional[str] = None,
                        step: int = 0) -> np.ndarray:
-        panels = []
-        if draw_gt and data_sample is not None and 'gt_masks' in data_sample:
-            masks = data_sample.gt_masks
-            masks = masks.cpu().numpy() if hasattr(masks, 'cpu') else masks
-            panels.append(
-                draw_grounded_masks(image, masks,
-                                    data_sample.metainfo.get('phrases'),
-                                    title='ground truth'))
-        if (draw_pred and data_sample is not None
-                and 'pred_masks' in data_sample):
-            masks = data_sample.pred_masks
-            masks = masks.cpu().numpy() if hasattr(masks, 'cpu') else masks
-            panels.append(
-                draw_grounded_masks(image, masks > 0,
-                                    data_sample.get('pred_phrases'),
-                                    title='prediction'))
-        if not panels:
-            panels.append(np.asarray(image, dtype=np.uint8))
-        height = max(p.shape[0] for p in panels)
-        panels = [
-            np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)),
-                   constant_values=255) for p in panels
-        ]
-        drawn = np.concatenate(panels, axis=1)
+        if data_sample is not None:
+            sample = data_sample.clone()
+            if not draw_gt and 'gt_masks' in sample:
+                del sample.gt_masks
+            if not draw_pred and 'pred_masks' in sample:
+                del sample.pred_masks
+            drawn = self.draw_sample(image, sample)
+        else:
+            drawn = np.asarray(image, dtype=np.uint8)
         if show:
             self.show(drawn, win_name=name, wait_time=wait_time)
         if out_file is not None:

@@ -54,3 +54,41 @@ def test_summary_after_epoch(tmp_path):
     assert ('1 bad record(s) left out while loading annotations, 1 found bad '
             'while reading samples') in message
     assert '2 records in the dataset' in message
+
+
+def test_time_budget_counts_only_training_iterations(monkeypatch):
+    from geopixel.engine.hooks import TimeBudgetHook
+    clock = iter([0.0, 30.0, 100.0, 150.0])
+    monkeypatch.setattr('time.monotonic', lambda: next(clock))
+    hook = TimeBudgetHook(minutes=1.0)
+    loop = types.SimpleNamespace(stop_training=False)
+    runner = types.SimpleNamespace(train_loop=loop, iter=0,
+                                   logger=ListLogger())
+    runner.logger.info = lambda msg: None
+    hook.before_train_iter(runner, 0)
+    hook.after_train_iter(runner, 0)  # 30 s
+    assert not loop.stop_training
+    hook.before_train_iter(runner, 1)  # (validation time in between)
+    hook.after_train_iter(runner, 1)  # +50 s = 80 s > 60 s
+    assert loop.stop_training and hook.spent == 80.0
+
+
+def test_visualization_hook_writes_one_picture_per_sample(tmp_path):
+    import torch
+
+    from geopixel.engine.hooks import GeoPixelVisualizationHook
+    from geopixel.structures import GeoPixelDataSample
+    samples = []
+    for i in range(2):
+        s = GeoPixelDataSample(metainfo=dict(img_path=f'/x/img{i}.png',
+                                             phrases=['a']))
+        s.gt_masks = torch.ones(1, 8, 8, dtype=torch.uint8)
+        s.pred_masks = torch.randn(1, 8, 8)
+        samples.append(s)
+    batch = dict(inputs=dict(image=[torch.zeros(3, 8, 8, dtype=torch.uint8)]
+                             * 2))
+    hook = GeoPixelVisualizationHook(str(tmp_path / 'show'), max_samples=1)
+    hook.after_test_iter(None, 0, batch, samples)
+    assert sorted(p.name for p in (tmp_path / 'show').iterdir()) == [
+        '00000_img0.png'
+    ]

@@ -92,3 +92,29 @@ def test_two_process_cpu_ddp(workspace):
     assert 'GPU number: 2' in log  # MMEngine's name for the world size
     assert 'Iter(train) [4/4]' in log
     assert (workspace / 'ddp' / 'iter_3.pth').exists()
+
+
+@pytest.mark.slow
+def test_tiny_geopixel_train_test_and_overlays(workspace):
+    """The quick start's path: the real model at tiny size through the tools."""
+    pytest.importorskip('sam2')
+    config = osp.join(REPO, 'configs', 'geopixel', 'rrsis_tiny.py')
+    work = workspace / 'tiny'
+    run_tool([sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
+              '--work-dir', str(work), '--cfg-options',
+              'train_cfg.max_iters=4', 'train_cfg.val_interval=4',
+              'param_scheduler.0.end=2', 'param_scheduler.1.begin=2',
+              'param_scheduler.1.end=4', 'default_hooks.checkpoint.interval=4'],
+             workspace)
+    assert (work / 'iter_4.pth').exists()
+    run_tool([sys.executable, osp.join(REPO, 'tools', 'test.py'), config,
+              str(work / 'iter_4.pth'), '--work-dir', str(work),
+              '--show-dir', str(work / 'show')], workspace)
+    metrics = json.load(open(next(
+        osp.join(d, f) for d, _, fs in os.walk(work) for f in fs
+        if f == 'metrics.json')))
+    with open(workspace / 'data' / 'synthetic' / 'meta.json') as f:
+        meta = json.load(f)
+    assert metrics['rrsis/samples'] == meta['rrsisd']['test']
+    assert set(metrics) >= {'rrsis/P@0.5', 'rrsis/oIoU', 'rrsis/mIoU'}
+    assert len(os.listdir(work / 'show')) == metrics['rrsis/samples']

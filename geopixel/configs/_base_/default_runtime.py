@@ -11,8 +11,10 @@ from mmengine.visualization import LocalVisBackend
 from geopixel.engine.hooks import AtomicCheckpointHook, BadRecordSummaryHook
 from geopixel.visualization import GeoPixelVisualizer
 
-# Scoped registry lookups resolve to geopixel first, then MMEngine.
-default_scope = 'geopixel'
+# Configs name classes, not strings, so no default scope is needed (and
+# none means no "failed to search registry" warnings for MMEngine's own
+# registries). Strings still work scoped: type='geopixel.TimeBudgetHook'.
+default_scope = None
 
 default_hooks = dict(
     timer=dict(type=IterTimerHook),

@@ -57,7 +57,10 @@ class GeoPixel(BaseModel):
             generated ``[SEG]``) or ``'teacher_forced'`` (answer given, as
             in LISA-style referring-segmentation evaluation).
         pretrained: a released GeoPixel checkpoint (file or folder) to load
-            after building.
+            after building (every key must fit).
+        ixc_pretrained: an IXC-2.5 folder whose LLM, CLIP, projector and
+            separator weights to load (training from IXC-2.5 as the paper
+            does; grounding parts come from their own checkpoints).
     """
 
     def __init__(self,
@@ -84,6 +87,7 @@ class GeoPixel(BaseModel):
                  predict_mode: str = 'generate',
                  end_of_turn_token: str = '[UNUSED_TOKEN_145]',
                  pretrained: Optional[str] = None,
+                 ixc_pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
             # a class, not a name: BaseModel builds it in MMEngine's root
@@ -117,6 +121,11 @@ class GeoPixel(BaseModel):
         self.generation_cfg = dict(max_new_tokens=512, do_sample=False)
         self.generation_cfg.update(generation_cfg or {})
         self.predict_mode = predict_mode
+        self.load_report = None
+        if ixc_pretrained is not None:
+            from geopixel.checkpoint import load_official_checkpoint
+            self.load_report = load_official_checkpoint(
+                self, ixc_pretrained, strict=False, grow_vocab=True)
         if pretrained is not None:
             from geopixel.checkpoint import load_official_checkpoint
             self.load_report = load_official_checkpoint(self, pretrained)

@@ -142,12 +142,6 @@ class SAM2MaskDecoder(BaseMaskDecoder):
             outputs.append(postprocess_masks(low, size))
         return outputs
 
-    def zero_loss(self) -> torch.Tensor:
-        """0 that touches every trainable parameter (ZeRO-3/DDP safety)."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        if not params:
-            return torch.zeros(())
-        return sum(p.sum() for p in params) * 0.0
 
 
 def postprocess_masks(low_res: torch.Tensor,

@@ -5,6 +5,7 @@ cache is switched off); here the prefix is run once and every new token
 costs one cached step, so the cost per token is nearly flat in the prompt
 length.
 """
+import time
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -36,11 +37,14 @@ def generate(forward: Callable,
         ``ids`` [n] of the generated tokens (EOS included when produced),
         ``hidden_states`` [n, H]: the final hidden state of each generated
         token at its own position (what the reference gathers for
-        ``[SEG]``), and ``prefill_last_logits``.
+        ``[SEG]``), ``prefill_last_logits``, and the wall time of the
+        prefill and of the decoding loop (``prefill_seconds``,
+        ``decode_seconds``).
     """
     if inputs_embeds.shape[0] != 1:
         raise ValueError('generate() decodes one sequence at a time')
     eos = set(int(e) for e in eos_token_ids)
+    start = time.perf_counter()
     out = forward(
         inputs_embeds=inputs_embeds,
         attention_mask=None,
@@ -50,6 +54,8 @@ def generate(forward: Callable,
     past = out['past_key_values']
     logits = out['logits'][:, -1]
     prefill_last_logits = logits[0].float()
+    prefill_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     ids, states = [], []
     limit = len(forced_ids) if forced_ids is not None else max_new_tokens
     for step in range(limit):
@@ -78,7 +84,9 @@ def generate(forward: Callable,
     return dict(
         ids=torch.tensor(ids, dtype=torch.long, device=inputs_embeds.device),
         hidden_states=hidden,
-        prefill_last_logits=prefill_last_logits)
+        prefill_last_logits=prefill_last_logits,
+        prefill_seconds=prefill_seconds,
+        decode_seconds=time.perf_counter() - start)
 
 
 def _pick(logits: torch.Tensor, do_sample: bool, temperature: float,

@@ -201,10 +201,9 @@ class InternLM2Attention(nn.Module):
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
         present = (k, v)
-        if self.groups > 1:
-            k = k.repeat_interleave(self.groups, dim=1)
-            v = v.repeat_interleave(self.groups, dim=1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        # GQA without materialising repeated keys/values (torch >= 2.5)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, enable_gqa=self.groups > 1)
         out = out.transpose(1, 2).reshape(b, q_len, -1)
         return self.wo(out, im_mask), present
 

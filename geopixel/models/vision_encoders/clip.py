@@ -47,6 +47,8 @@ class CLIPVisionEncoder(BaseVisionEncoder):
             to the LLM width.
         tile_size: tile side in pixels (the CLIP input size).
         frozen: freeze the CLIP tower (the projector always trains).
+        train_separators: train the newline/separator tokens (the reference
+            keeps them frozen).
         max_clip_batch: crops per CLIP forward (bounds activation memory).
     """
 
@@ -56,6 +58,7 @@ class CLIPVisionEncoder(BaseVisionEncoder):
                  out_channels: int = 4096,
                  tile_size: int = 560,
                  frozen: bool = True,
+                 train_separators: bool = False,
                  max_clip_batch: int = 32):
         super().__init__()
         defaults = dict(
@@ -88,6 +91,8 @@ class CLIPVisionEncoder(BaseVisionEncoder):
         self.max_clip_batch = max_clip_batch
         if frozen:
             self.vit.requires_grad_(False)
+        self.glb_GN.requires_grad_(train_separators)
+        self.sub_GN.requires_grad_(train_separators)
 
     def train(self, mode: bool = True):
         super().train(mode)

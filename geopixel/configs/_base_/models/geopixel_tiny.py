@@ -1,7 +1,12 @@
 # GeoPixel at CPU size: the real classes, tiny widths, random init.
-# Same structure as geopixel_7b.py: CLIP (2 layers, width 32) at 560 px with
-# the 2x2 merge, InternLM2 (2 layers, width 128, GQA 4/2) with partial LoRA
-# and LoRA, SAM2 Hiera-T (width 16) at 256 px, SAM2 mask decoder.
+# Same structure as geopixel_7b.py: CLIP (2 layers, width 32) on 224 px
+# tiles with the 2x2 merge (64 tokens per tile instead of 400: the LLM's
+# sequence shrinks from 841 to 145 image tokens at hd 1), InternLM2 (2
+# layers, width 128, GQA 4/2) with partial LoRA and LoRA, SAM2 Hiera-T
+# (width 16) at 256 px, SAM2 mask decoder. The tilers of the data pipeline
+# must use the same tile size: see `tiny_tile` in the tiny configs.
+# With random weights there is nothing to preserve in the grounding encoder,
+# so it trains here (the paper freezes a pretrained one).
 from geopixel.models.architectures import GeoPixel
 from geopixel.models.decoders import SAM2MaskDecoder
 from geopixel.models.grounding_encoders import SAM2GroundingEncoder
@@ -9,6 +14,7 @@ from geopixel.models.llms import PartialLoRAAdapter
 from geopixel.models.vision_encoders import CLIPVisionEncoder
 from geopixel.tokenizers import InternLM2Tokenizer
 
+tiny_tile = 224
 model = dict(
     type=GeoPixel,
     tokenizer=dict(
@@ -16,6 +22,7 @@ model = dict(
         path='data/synthetic/tokenizer'),
     vision_encoder=dict(
         type=CLIPVisionEncoder,
+        tile_size=tiny_tile,
         clip_config=dict(
             hidden_size=32,
             intermediate_size=64,
@@ -30,11 +37,15 @@ model = dict(
             num_attention_heads=4,
             num_key_value_heads=2,
             plora_rank=16,
-            plora_alpha=16)),
+            plora_alpha=16,
+            # dropout on the frozen partial-LoRA branch only adds noise and
+            # costs 40% of a CPU step (random masks); the paper keeps 0.05
+            plora_dropout=0.0)),
     grounding_encoder=dict(
         type=SAM2GroundingEncoder,
         variant='hiera_t',
         image_size=256,
+        frozen=False,
         overrides=dict(
             image_encoder=dict(
                 trunk=dict(embed_dim=16, num_heads=1),
@@ -42,5 +53,9 @@ model = dict(
                     d_model=64,
                     backbone_channel_list=[128, 64, 32, 16],
                     position_encoding=dict(num_pos_feats=64))))),
-    mask_decoder=dict(type=SAM2MaskDecoder, mlp_dim=256),
+    # SAM2's eval-time fallback picks the best of mask tokens 1-3 when token
+    # 0 looks unstable; GeoPixel trains only token 0, so from random init
+    # tokens 1-3 stay untrained and the fallback would return noise.
+    mask_decoder=dict(
+        type=SAM2MaskDecoder, mlp_dim=256, stability_fallback=False),
     generation_cfg=dict(max_new_tokens=64))

@@ -1,0 +1,28 @@
+# The paper recipe: GeoPixel-7B trained from IXC-2.5 on GeoPixelD
+# (grounded conversation generation), hd 9, DeepSpeed ZeRO-2 in bf16.
+#   bash tools/dist_train.sh configs/geopixel/gcg_9p.py 4
+# Batch: 2 samples per GPU x 10 accumulation steps x 4 GPUs = 80 (train.sh).
+# 16,795 records x 9 epochs / (2 x 4) = about 18,900 iterations per GPU.
+from mmengine.config import read_base
+
+with read_base():
+    from .._base_.datasets.geopixeld_gcg import *
+    from .._base_.default_runtime import *
+    from .._base_.models.geopixel_7b import *
+    from .._base_.schedules.zero2_bf16_iter import *
+
+# one tokenizer everywhere: IXC-2.5's, with [SEG], <p>, </p> appended
+train_dataloader.dataset.pipeline[3].tokenizer.update(path=ixc_path)
+
+accumulation = 10
+strategy.update(gradient_accumulation_steps=accumulation)
+max_iters = 18900
+train_cfg.update(max_iters=max_iters, val_interval=max_iters + 1)
+# 150 optimizer warm-up steps, then cosine to 0
+param_scheduler[0].update(end=150 * accumulation)
+param_scheduler[1].update(begin=150 * accumulation, end=max_iters)
+default_hooks.checkpoint.update(interval=500, max_keep_ckpts=2)
+train_dataloader.update(batch_size=2)
+# the RS-GCG metric (CIDEr, METEOR, AP50, mIoU, recall) plugs in here
+val_dataloader = val_cfg = val_evaluator = None
+test_dataloader = test_cfg = test_evaluator = None

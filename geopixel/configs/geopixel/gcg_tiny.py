@@ -1,0 +1,23 @@
+# Tiny GeoPixel trained on the synthetic GeoPixelD data, on CPU.
+#   python tools/dataset_converters/make_synthetic.py --out data/synthetic
+#   python tools/train.py configs/geopixel/gcg_tiny.py
+from mmengine.config import read_base
+
+with read_base():
+    from .._base_.datasets.synthetic_gcg import *
+    from .._base_.default_runtime import *
+    from .._base_.models.geopixel_tiny import *
+    from .._base_.schedules.adamw_cosine_iter import *
+
+# the tilers cut tiles of the tiny vision encoder's size
+train_dataloader.dataset.pipeline[2].tiler.update(tile_size=tiny_tile)
+
+train_dataloader.update(batch_size=2)
+optim_wrapper.optimizer.update(lr=1e-3)
+train_cfg.update(max_iters=500, val_interval=501)
+param_scheduler[0].update(end=50)
+param_scheduler[1].update(begin=50, end=500)
+default_hooks.checkpoint.update(interval=250)
+# the RS-GCG metric plugs in here
+val_dataloader = val_cfg = val_evaluator = None
+test_dataloader = test_cfg = test_evaluator = None
