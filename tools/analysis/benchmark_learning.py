@@ -17,6 +17,7 @@ import os.path as osp
 import resource
 import sys
 import time
+from typing import Optional
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
@@ -40,33 +41,51 @@ def baselines(dataset) -> dict:
     return scores
 
 
-def plot_curve(scalars_file: str, out_png: str) -> dict:
+def plot_curve(scalars_file: str, out_png: str,
+               baselines: Optional[dict] = None) -> dict:
+    """Training losses and validation mIoU/oIoU against iterations."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    loss_x, loss_y, val_x, val_y = [], [], [], []
+    losses = {k: ([], []) for k in ('loss_ce', 'loss_mask_bce',
+                                    'loss_mask_dice')}
+    val = {k: [] for k in ('iter', 'rrsis/mIoU', 'rrsis/oIoU')}
     last_iter = 0
     with open(scalars_file) as f:
         for line in f:
             row = json.loads(line)
             if 'loss' in row:
                 last_iter = row['iter']
-                loss_x.append(row['iter'])
-                loss_y.append(row['loss'])
+                for key, (xs, ys) in losses.items():
+                    xs.append(row['iter'])
+                    ys.append(row[key])
             if 'rrsis/mIoU' in row:  # val rows carry no iteration
-                val_x.append(last_iter)
-                val_y.append(row['rrsis/mIoU'])
-    fig, ax1 = plt.subplots(figsize=(7, 4))
-    ax1.plot(loss_x, loss_y, color='tab:blue', label='train loss')
+                val['iter'].append(last_iter)
+                val['rrsis/mIoU'].append(row['rrsis/mIoU'])
+                val['rrsis/oIoU'].append(row['rrsis/oIoU'])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, (xs, ys) in losses.items():
+        ax1.plot(xs, ys, label=key)
+    ax1.set_yscale('log')
     ax1.set_xlabel('iteration')
-    ax1.set_ylabel('training loss', color='tab:blue')
-    ax2 = ax1.twinx()
-    ax2.plot(val_x, val_y, 'o-', color='tab:red', label='val mIoU')
-    ax2.set_ylabel('val mIoU (%)', color='tab:red')
-    ax1.set_title('tiny GeoPixel on synthetic RRSIS-D (CPU)')
+    ax1.set_title('training losses (weighted)')
+    ax1.legend()
+    ax2.plot(val['iter'], val['rrsis/mIoU'], 'o-', label='val mIoU')
+    ax2.plot(val['iter'], val['rrsis/oIoU'], 's-', label='val oIoU')
+    if baselines:
+        ax2.axhline(baselines['whole_image']['mIoU'], color='grey',
+                    linestyle='--', label='whole-image mask')
+        ax2.axhline(0, color='black', linewidth=0.8)
+    ax2.set_ylim(bottom=-0.5)
+    ax2.set_xlabel('iteration')
+    ax2.set_ylabel('%')
+    ax2.set_title('held-out validation (synthetic RRSIS-D)')
+    ax2.legend()
+    fig.suptitle('tiny GeoPixel, random init, CPU (2 cores)')
     fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    return dict(val_iters=val_x, val_miou=val_y)
+    fig.savefig(out_png, dpi=110)
+    return dict(val_iters=val['iter'], val_miou=val['rrsis/mIoU'],
+                val_oiou=val['rrsis/oIoU'])
 
 
 def main(argv=None):
@@ -134,7 +153,7 @@ def main(argv=None):
     summary.update(
         plot_curve(
             osp.join(runner.log_dir, 'vis_data', 'scalars.json'),
-            osp.join(args.work_dir, 'curve.png')))
+            osp.join(args.work_dir, 'curve.png'), summary['baselines']))
     with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     print(json.dumps(summary, indent=2))
