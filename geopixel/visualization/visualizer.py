@@ -36,7 +36,9 @@ class GeoPixelVisualizer(Visualizer):
             masks = data_sample.pred_masks
             masks = masks.float().cpu().numpy() if hasattr(masks,
                                                           'cpu') else masks
-            labels = data_sample.get('pred_phrases') or None
+            labels = data_sample.get('pred_phrases') or (
+                [data_sample.metainfo['ref_exp']]
+                if 'ref_exp' in data_sample.metainfo else None)
             panels.append(
                 draw_grounded_masks(image, masks > 0, labels,
                                     title='prediction'))

@@ -1,6 +1,7 @@
 """The whole model against the official implementation's recorded outputs
 (tolerances from the fixture README, section 12)."""
 import json
+import re
 import os.path as osp
 
 import numpy as np
@@ -214,3 +215,70 @@ def test_official_checkpoint_loads_under_lora_wrappers(parity_dir):
         'llm.llm.model.layers.0.attention.wqkv.base_layer.Plora_A.weight']
     b = plain.state_dict()['llm.llm.model.layers.0.attention.wqkv.Plora_A.weight']
     assert torch.equal(a, b)
+
+
+def test_full_size_model_matches_the_released_key_manifest(parity_dir):
+    """Every key and shape of a full-size GeoPixel-7B (hiera-L) maps onto
+    our full-size model; only the unused IXC adapters and SAM2 video-memory
+    modules are left out. Built on the meta device (SAM2 on CPU: its
+    constructor calls .item())."""
+    from geopixel.checkpoint import convert_official_state_dict
+    from geopixel.models.decoders import SAM2MaskDecoder
+    from geopixel.models.grounding_encoders import SAM2GroundingEncoder
+    from geopixel.models.llms import FrozenLLMAdapter
+    from geopixel.models.projectors import SegProjector
+    from geopixel.models.vision_encoders import CLIPVisionEncoder
+    with open(osp.join(parity_dir, 'manifests',
+                       'geopixel7b_hieraL_state_dict_shapes.json')) as f:
+        manifest = json.load(f)
+    with torch.device('meta'):
+        parts = torch.nn.ModuleDict(dict(
+            vision_encoder=CLIPVisionEncoder(out_channels=4096),
+            llm=FrozenLLMAdapter(vocab_size=92547),
+            mask_decoder=SAM2MaskDecoder(embed_dim=256),
+            seg_projector=SegProjector(4096, 256)))
+    parts['grounding_encoder'] = SAM2GroundingEncoder('hiera_l')
+    ours = {k: tuple(v.shape) for k, v in parts.state_dict().items()}
+    released = {k: torch.empty(s, device='meta') for k, s in manifest.items()}
+    converted, dropped, unknown = convert_official_state_dict(
+        released, ours.keys())
+    assert unknown == []
+    assert set(converted) == set(ours)
+    assert {k: tuple(v.shape) for k, v in converted.items()} == ours
+    assert all(re.search(r'lora_(sft|dpo|web)|^model\.visual_model\.'
+                         r'(memory|mask_downsample|maskmem|no_mem_pos|'
+                         r'no_obj|obj_ptr)', k) for k in dropped)
+
+
+def test_constants_match_the_official_objects(parity_dir, model):
+    """Preprocessing and model constants read back from the official code."""
+    from geopixel.models.grounding_encoders.sam2 import (IMAGENET_MEAN,
+                                                         IMAGENET_STD)
+    from geopixel.models.tilers import CLIP_MEAN, CLIP_STD
+    with open(osp.join(parity_dir, 'constants_observed.json')) as f:
+        c = json.load(f)
+    assert list(CLIP_MEAN) == c['clip_normalize_mean']
+    assert list(CLIP_STD) == c['clip_normalize_std']
+    assert list(IMAGENET_MEAN) == c['sam2_normalize_mean']
+    assert list(IMAGENET_STD) == c['sam2_normalize_std']
+    assert model.grounding_encoder.input_size == c['sam2_resolution']
+    dec = model.mask_decoder.mask_decoder
+    assert dec.dynamic_multimask_via_stability == \
+        c['sam2_dynamic_multimask_via_stability']
+    assert dec.dynamic_multimask_stability_delta == \
+        c['sam2_dynamic_multimask_stability_delta']
+    assert dec.dynamic_multimask_stability_thresh == \
+        c['sam2_dynamic_multimask_stability_thresh']
+    assert model.vision_encoder.tile_size == c['vit_tile'] == \
+        c['clip_image_size']
+    assert model.vision_encoder.vit.config.patch_size == c['clip_patch_size']
+    assert model.loss_bce.loss_weight == c['bce_loss_weight']
+    assert model.loss_dice.loss_weight == c['dice_loss_weight']
+    assert model.loss_ce_weight == c['ce_loss_weight']
+    from geopixel.models.llms import PAPER_LORA  # noqa: F401
+    from geopixel.models.llms.internlm2 import InternLM2Config
+    defaults = InternLM2Config()
+    assert (defaults.plora_rank, defaults.plora_alpha,
+            defaults.plora_dropout) == (c['plora_lora_r'],
+                                        c['plora_lora_alpha'],
+                                        c['plora_lora_dropout_p'])

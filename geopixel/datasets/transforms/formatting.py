@@ -118,7 +118,8 @@ class FormatChat(BaseTransform):
 
 DEFAULT_META_KEYS = ('img_path', 'ori_shape', 'hd_grid', 'num_image_tokens',
                      'image_token_index', 'seg_token_positions', 'phrases',
-                     'conversation_text', 'gt_answer', 'task', 'record_id',
+                     'conversation_text', 'gt_answer', 'ref_exp', 'task',
+                     'record_id',
                      'ann_file', 'sample_idx', 'ref_id', 'sent_id',
                      'ann_id', 'image_id', 'tile_meta', 'category_names')
 
