@@ -125,6 +125,15 @@ class PLoRALinear(nn.Linear):
         return out
 
 
+def plora_kwargs(config: InternLM2Config) -> dict:
+    """PLoRALinear arguments from the model config."""
+    return dict(
+        rank=config.plora_rank,
+        alpha=config.plora_alpha,
+        dropout=config.plora_dropout,
+        enabled=config.use_plora)
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -168,11 +177,7 @@ class InternLM2Attention(nn.Module):
         self.num_kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
         self.groups = self.num_heads // self.num_kv_heads
-        plora = dict(
-            rank=config.plora_rank,
-            alpha=config.plora_alpha,
-            dropout=config.plora_dropout,
-            enabled=config.use_plora)
+        plora = plora_kwargs(config)
         self.wqkv = PLoRALinear(
             config.hidden_size,
             (self.num_heads + 2 * self.num_kv_heads) * self.head_dim,
@@ -212,11 +217,7 @@ class InternLM2MLP(nn.Module):
 
     def __init__(self, config: InternLM2Config):
         super().__init__()
-        plora = dict(
-            rank=config.plora_rank,
-            alpha=config.plora_alpha,
-            dropout=config.plora_dropout,
-            enabled=config.use_plora)
+        plora = plora_kwargs(config)
         h, i = config.hidden_size, config.intermediate_size
         self.w1 = PLoRALinear(h, i, bias=False, **plora)
         self.w3 = PLoRALinear(h, i, bias=False, **plora)
