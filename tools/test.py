@@ -24,7 +24,9 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where results and logs go')
     parser.add_argument(
-        '--out', help='also dump raw predictions to this pickle file')
+        '--out',
+        help='a folder: write one GLaMM-format prediction file per image '
+        '(RS-GCG); a .pkl file: dump the raw predictions')
     parser.add_argument(
         '--show-dir',
         help='write ground-truth / prediction overlays to this folder')
@@ -69,10 +71,21 @@ def main(argv=None):
             dict(type='geopixel.GeoPixelVisualizationHook',
                  out_dir=args.show_dir)
         ]
+    pickle_out = args.out and args.out.endswith(('.pkl', '.pickle'))
+    if args.out and not pickle_out:
+        evaluators = cfg.test_evaluator if isinstance(
+            cfg.test_evaluator, list) else [cfg.test_evaluator]
+        gcg = [e for e in evaluators
+               if getattr(e['type'], '__name__', e['type']).endswith(
+                   'GCGMetric')]
+        if not gcg:
+            raise SystemExit('--out DIR writes GLaMM prediction files and '
+                             'needs a GCGMetric; use --out file.pkl for '
+                             'raw predictions')
+        for metric in gcg:
+            metric['prediction_dir'] = args.out
     runner = Runner.from_cfg(cfg)
-    if args.out is not None:
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise SystemExit('--out must end with .pkl or .pickle')
+    if pickle_out:
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
     metrics = runner.test()
@@ -80,7 +93,9 @@ def main(argv=None):
         path = osp.join(runner.log_dir, 'metrics.json')
         with open(path, 'w', encoding='utf-8') as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
-        runner.logger.info(f'metrics written to {path}')
+        table = '\n'.join(f'  {k:<32} {float(v):10.2f}'
+                          for k, v in metrics.items())
+        runner.logger.info(f'results:\n{table}\nwritten to {path}')
 
 
 if __name__ == '__main__':

@@ -118,3 +118,35 @@ def test_tiny_geopixel_train_test_and_overlays(workspace):
     assert metrics['rrsis/samples'] == meta['rrsisd']['test']
     assert set(metrics) >= {'rrsis/P@0.5', 'rrsis/oIoU', 'rrsis/mIoU'}
     assert len(os.listdir(work / 'show')) == metrics['rrsis/samples']
+
+
+@pytest.mark.slow
+def test_tiny_gcg_test_prints_every_metric_and_writes_predictions(workspace):
+    pytest.importorskip('sam2')
+    pytest.importorskip('pycocoevalcap')
+    import shutil
+    if shutil.which('java') is None:
+        pytest.skip('caption metrics need Java')
+    config = osp.join(REPO, 'configs', 'geopixel', 'gcg_tiny.py')
+    work = workspace / 'gcg'
+    short = ['train_cfg.max_iters=2', 'param_scheduler.0.end=1',
+             'param_scheduler.1.begin=1', 'param_scheduler.1.end=2',
+             'default_hooks.checkpoint.interval=2',
+             'model.generation_cfg.max_new_tokens=8']
+    run_tool([sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
+              '--work-dir', str(work), '--cfg-options'] + short, workspace)
+    proc = run_tool([sys.executable, osp.join(REPO, 'tools', 'test.py'),
+                     config, str(work / 'iter_2.pth'), '--work-dir',
+                     str(work), '--out', str(work / 'preds'),
+                     '--cfg-options', 'model.generation_cfg.max_new_tokens=8'],
+                    workspace)
+    log = proc.stdout + proc.stderr
+    for name in ('gcg/CIDEr', 'gcg/METEOR', 'gcg/AP50', 'gcg/mIoU',
+                 'gcg/Recall (IoU-only)', 'gcg/uni/AP50', 'gcg/multi/mIoU'):
+        assert name in log, name
+    with open(workspace / 'data' / 'synthetic' / 'meta.json') as f:
+        meta = json.load(f)
+    files = os.listdir(work / 'preds')
+    assert len(files) == meta['geopixeld']['test']
+    pred = json.load(open(work / 'preds' / files[0]))
+    assert set(pred) == {'image_id', 'caption', 'phrases', 'pred_masks'}

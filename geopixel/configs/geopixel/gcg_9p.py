@@ -5,6 +5,8 @@
 # 16,795 records x 9 epochs / (2 x 4) = about 18,900 iterations per GPU.
 from mmengine.config import read_base
 
+from geopixel.evaluation.metrics import GCGMetric
+
 with read_base():
     from .._base_.datasets.geopixeld_gcg import *
     from .._base_.default_runtime import *
@@ -23,6 +25,8 @@ param_scheduler[0].update(end=150 * accumulation)
 param_scheduler[1].update(begin=150 * accumulation, end=max_iters)
 default_hooks.checkpoint.update(interval=500, max_keep_ckpts=2)
 train_dataloader.update(batch_size=2)
-# the RS-GCG metric (CIDEr, METEOR, AP50, mIoU, recall) plugs in here
+# RS-GCG on GeoPixelD/test with generated answers. Give the metric a local
+# bert-base-uncased folder for GLaMM's recall text similarity.
+test_evaluator = dict(type=GCGMetric, bert_path=None)
+test_dataloader.dataset.pipeline[3].tokenizer.update(path=ixc_path)
 val_dataloader = val_cfg = val_evaluator = None
-test_dataloader = test_cfg = test_evaluator = None

@@ -3,6 +3,8 @@
 #   python tools/train.py configs/geopixel/gcg_tiny.py
 from mmengine.config import read_base
 
+from geopixel.evaluation.metrics import GCGMetric
+
 with read_base():
     from .._base_.datasets.synthetic_gcg import *
     from .._base_.default_runtime import *
@@ -11,6 +13,7 @@ with read_base():
 
 # the tilers cut tiles of the tiny vision encoder's size
 train_dataloader.dataset.pipeline[2].tiler.update(tile_size=tiny_tile)
+test_dataloader.dataset.pipeline[2].tiler.update(tile_size=tiny_tile)
 
 train_dataloader.update(batch_size=2)
 optim_wrapper.optimizer.update(lr=1e-3)
@@ -18,6 +21,7 @@ train_cfg.update(max_iters=500, val_interval=501)
 param_scheduler[0].update(end=50)
 param_scheduler[1].update(begin=50, end=500)
 default_hooks.checkpoint.update(interval=250)
-# the RS-GCG metric plugs in here
+# RS-GCG on the test split with generated answers (CIDEr/METEOR need Java
+# and requirements/eval.txt; without a local BERT, recall is IoU-only)
+test_evaluator = dict(type=GCGMetric)
 val_dataloader = val_cfg = val_evaluator = None
-test_dataloader = test_cfg = test_evaluator = None

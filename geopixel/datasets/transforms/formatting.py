@@ -121,7 +121,8 @@ DEFAULT_META_KEYS = ('img_path', 'ori_shape', 'hd_grid', 'num_image_tokens',
                      'conversation_text', 'gt_answer', 'ref_exp', 'task',
                      'record_id',
                      'ann_file', 'sample_idx', 'ref_id', 'sent_id',
-                     'ann_id', 'image_id', 'tile_meta', 'category_names')
+                     'ann_id', 'image_id', 'tile_meta', 'category_names',
+                     'mask_instance_counts')
 
 
 def _chw_uint8(array: np.ndarray) -> torch.Tensor:

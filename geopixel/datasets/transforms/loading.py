@@ -85,6 +85,7 @@ class LoadGroundingMasks(BaseTransform):
         record = results.get('record_id')
         file = results.get('ann_file')
         masks = []
+        instances = []  # polygons (instances) behind each mask
         if source is None:
             pass
         elif source['type'] == 'polygon_file':
@@ -97,6 +98,7 @@ class LoadGroundingMasks(BaseTransform):
                         f'{type(mask_polygons).__name__}', file, record)
                 masks.append(
                     polygons_to_mask(mask_polygons, h, w, file, record, k))
+                instances.append(len(mask_polygons))
         elif source['type'] == 'rle':
             for k, rle in enumerate(source['rles']):
                 masks.append(decode_rle(rle, h, w, file, record, k))
@@ -121,6 +123,9 @@ class LoadGroundingMasks(BaseTransform):
                 f'{len(masks)} mask(s); the k-th [SEG] must own the k-th '
                 'mask', file, record)
         results['gt_masks'] = stack_masks(masks, h, w)
+        # RLE and COCO segmentations do not say how many instances a mask
+        # joins; count them as one (the uni-target case)
+        results['mask_instance_counts'] = instances or [1] * len(masks)
         return results
 
     @staticmethod

@@ -1,4 +1,5 @@
 """RRSIS-D and RS-GCG metrics (one module per metric)."""
+from .gcg_metric import GCGMetric, write_prediction
 from .rrsis_metric import RRSISMetric
 
-__all__ = ['RRSISMetric']
+__all__ = ['GCGMetric', 'RRSISMetric', 'write_prediction']

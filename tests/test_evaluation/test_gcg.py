@@ -1,0 +1,247 @@
+"""RS-GCG scoring against GLaMM's rules and the reference libraries."""
+import json
+import os.path as osp
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from geopixel.evaluation.gcg import (caption_scores, clean_caption,
+                                     greedy_matches, image_miou,
+                                     image_recall_matches, parse_phrases,
+                                     score_gcg)
+from geopixel.utils import encode_rle
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+needs_java = pytest.mark.skipif(
+    shutil.which('java') is None, reason='caption metrics need Java')
+
+
+def box(y0, y1, x0, x1, size=32):
+    m = np.zeros((size, size), np.uint8)
+    m[y0:y1, x0:x1] = 1
+    return m
+
+
+def record(image_id, gt_masks, gt_labels, kinds=None, pred_masks=None,
+           phrases=None, caption='a plane near two ships', pred_caption=None):
+    return dict(
+        image_id=image_id,
+        gt_caption=caption,
+        gt_labels=gt_labels,
+        gt_masks=[encode_rle(m) for m in gt_masks],
+        gt_kinds=kinds or ['uni'] * len(gt_masks),
+        pred_caption=caption if pred_caption is None else pred_caption,
+        pred_phrases=gt_labels if phrases is None else phrases,
+        pred_masks=[encode_rle(m)
+                    for m in (gt_masks if pred_masks is None else pred_masks)])
+
+
+def test_caption_cleaning_and_phrases_as_glamm():
+    text = ("The <p> tennis court-1 </p> [SEG] at right, <p>x</p>[SEG] and\n"
+            "  two   <p>ships </p> [SEG].")
+    assert clean_caption(text) == 'The tennis court-1 at right, x and two ' \
+        'ships .'
+    assert parse_phrases(text) == ['tennis court-1', 'x', 'ships']
+
+
+def test_greedy_matching_ties_go_row_major():
+    m = np.array([[0.5, 0.5], [0.5, 0.2]])
+    assert greedy_matches(m) == [(0, 0, 0.5), (1, 1, 0.2)]
+    assert greedy_matches(np.zeros((2, 2))) == []
+
+
+def test_extra_predicted_masks_leave_miou_unchanged():
+    gt = [box(0, 8, 0, 8), box(10, 20, 10, 20)]
+    pred = gt + [box(25, 30, 0, 5), box(0, 8, 0, 9)]
+    assert image_miou(pred, gt)[0] == 1.0
+    assert image_miou([], gt)[0] == 0.0
+
+
+def test_recall_stops_at_first_failing_pair():
+    gt = [box(0, 10, 0, 10), box(12, 22, 12, 22)]
+    pred = [box(0, 10, 0, 10), box(12, 22, 12, 14)]  # IoU 1 and 0.2
+    assert image_recall_matches(gt, pred, ['a', 'b'], ['a', 'b']) == [(0,
+                                                                         0)]
+
+
+def sims(gt, pred):
+    return np.array([[1.0 if g == p else 0.0 for p in pred] for g in gt])
+
+
+def test_recall_count_mismatch_follows_the_reference():
+    gt = [box(0, 10, 0, 10), box(12, 22, 12, 22)]
+    # more masks than phrases: the greedy loop reaches mask 1, which has no
+    # phrase: the reference fails and the whole image scores 0
+    pred = [box(0, 10, 0, 9), box(12, 22, 12, 22)]
+    assert image_recall_matches(gt, pred, ['a', 'b'], ['a'], sims) == []
+    # more phrases than masks never fails
+    assert image_recall_matches(gt, pred[:1], ['a', 'b'], ['a', 'b'],
+                                sims) == [(0, 0)]
+    # a stray low-IoU extra mask never fails
+    stray = [box(0, 10, 0, 10), box(12, 22, 12, 22), box(30, 32, 30, 32)]
+    assert len(image_recall_matches(gt, stray, ['a', 'b'], ['a', 'b'],
+                                    sims)) == 2
+    # and the text test can stop the loop
+    assert image_recall_matches(gt, gt, ['a', 'b'], ['x', 'y'], sims) == []
+
+
+def test_count_mismatch_adds_no_true_positive_but_counts_gt():
+    gt = [box(0, 10, 0, 10), box(12, 22, 12, 22)]
+    recs = [record('a', gt, ['a', 'b'], phrases=['a']),
+            record('b', gt, ['a', 'b'])]
+    scores = score_gcg(recs, sims, with_captions=False)
+    assert scores['Recall'] == 50.0  # 2 TP out of 4 GT phrases
+
+
+def reference_ap50(recs):
+    """pycocotools called directly on files, as GLaMM does."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    from pycocotools import mask as mask_utils
+    images, anns, dets = [], [], []
+    for rec in recs:
+        images.append(dict(id=rec['image_id'], height=32, width=32))
+        for rle in rec['gt_masks']:
+            r = dict(rle, counts=rle['counts'].encode())
+            anns.append(dict(id=len(anns) + 1, image_id=rec['image_id'],
+                             category_id=1, segmentation=rle,
+                             area=float(mask_utils.area(r)), iscrowd=0,
+                             bbox=list(mask_utils.toBbox(r))))
+        for rle in rec['pred_masks']:
+            dets.append(dict(image_id=rec['image_id'], category_id=1,
+                             segmentation=rle, score=1.0))
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = dict(images=images, annotations=anns,
+                          categories=[dict(id=1)])
+        gt.createIndex()
+        e = COCOeval(gt, gt.loadRes(dets), 'segm')
+        e.params.catIds = [1]
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    return e.stats[1] * 100
+
+
+def test_ap50_equals_pycocotools():
+    rng = np.random.default_rng(1)
+    recs = []
+    for i in range(6):
+        gt = [box(*sorted(rng.integers(0, 32, 2)), *sorted(rng.integers(
+            0, 32, 2))) for _ in range(3)]
+        gt = [g if g.any() else box(0, 4, 0, 4) for g in gt]
+        pred = [np.roll(g, int(rng.integers(-3, 4)), axis=1) for g in gt]
+        pred.append(box(0, 3, 0, 3))
+        recs.append(record(f'img{i}', gt, ['a', 'b', 'c'], pred_masks=pred))
+    ours = score_gcg(recs, with_captions=False)['AP50']
+    assert ours == pytest.approx(reference_ap50(recs), abs=1e-9)
+    assert 0 < ours < 100
+
+
+def test_uni_multi_split_ignores_the_other_kind():
+    uni, multi = box(0, 10, 0, 10), box(15, 30, 15, 30)
+    rec = record('a', [uni, multi], ['car', 'cars'], kinds=['uni', 'multi'],
+                 pred_masks=[uni, multi])
+    scores = score_gcg([rec], with_captions=False)
+    # the correct multi-target mask is not a false positive for uni AP50
+    assert scores['uni/AP50'] == pytest.approx(100.0)
+    assert scores['multi/AP50'] == pytest.approx(100.0)
+    only_multi = record('a', [uni, multi], ['car', 'cars'],
+                        kinds=['uni', 'multi'], pred_masks=[multi])
+    s = score_gcg([only_multi], with_captions=False)
+    assert s['uni/mIoU'] == 0.0 and s['multi/mIoU'] == 100.0
+    assert s['mIoU'] == 100.0  # matched pairs only
+    assert s['uni/Recall'] == 0.0 and s['multi/Recall'] == 100.0
+
+
+@needs_java
+def test_perfect_prediction_and_caption_metrics_equal_pycocoevalcap():
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    caps = ['a white plane is parked at the top left of the apron',
+            'two ships sail on the dark water near the coast',
+            'a green tennis court lies next to a road with cars']
+    recs = [record(f'i{k}', [box(0, 8, 0, 8)], ['x'], caption=c)
+            for k, c in enumerate(caps)]
+    perfect = score_gcg(recs)
+    for key in ('AP50', 'mIoU', 'Recall', 'METEOR'):
+        assert perfect[key] == pytest.approx(100.0), key
+    assert perfect['CIDEr'] == pytest.approx(1000.0)  # CIDEr-D scale
+    cands = ['a white plane at top left', 'ships on the water',
+             'a tennis court near a road']
+    ours = caption_scores({f'i{k}': c for k, c in enumerate(caps)},
+                          {f'i{k}': c for k, c in enumerate(cands)})
+    tok = PTBTokenizer()
+    gts = tok.tokenize({f'i{k}': [{'caption': c}] for k, c in enumerate(caps)})
+    res = tok.tokenize({f'i{k}': [{'caption': c}]
+                        for k, c in enumerate(cands)})
+    assert ours['CIDEr'] == pytest.approx(Cider().compute_score(gts, res)[0])
+    assert ours['METEOR'] == pytest.approx(
+        Meteor().compute_score(gts, res)[0])
+    assert 0 < ours['METEOR'] < 1
+
+
+@needs_java
+def test_single_image_cider_is_zero():
+    scores = caption_scores({'a': 'two ships on the water'},
+                            {'a': 'two ships on the water'})
+    assert scores['CIDEr'] == 0.0 and scores['METEOR'] == pytest.approx(1.0)
+
+
+def test_gt_converter_and_prediction_folder(synthetic_root, tmp_path):
+    """GeoPixelD test layout -> GLaMM GT files; perfect prediction files
+    score 100 through tools/analysis/eval_predictions.py."""
+    from geopixel.datasets import (GeoPixelDDataset, LoadGroundingMasks,
+                                   LoadImageRGB)
+    from geopixel.evaluation.gcg_files import glamm_gt_from_dataset
+    from geopixel.evaluation.metrics import write_prediction
+    out = tmp_path / 'gt'
+    subprocess.run([
+        sys.executable,
+        osp.join(REPO, 'tools', 'dataset_converters',
+                 'geopixeld_to_glamm_gt.py'), '--ann',
+        osp.join(synthetic_root, 'geopixeld', 'GeoPixelD', 'test'),
+        '--out-dir', str(out)
+    ], check=True, capture_output=True, env={'PYTHONPATH': REPO,
+                                            'PATH': '/usr/bin:/bin'})
+    caption_gt = json.load(open(out / 'test_gcg_coco_caption_gt.json'))
+    mask_gt = json.load(open(out / 'test_gcg_coco_mask_gt.json'))
+    dataset = GeoPixelDDataset(
+        ann_file=osp.join(synthetic_root, 'geopixeld', 'GeoPixelD', 'test'),
+        pipeline=[dict(type=LoadImageRGB), dict(type=LoadGroundingMasks)])
+    assert len(caption_gt['images']) == len(dataset)
+    again, _ = glamm_gt_from_dataset(dataset)
+    assert again == caption_gt
+    assert all({'area', 'iscrowd', 'bbox', 'num_instances'} <= set(a)
+               for a in mask_gt['annotations'])
+    assert any(a['num_instances'] > 1 for a in mask_gt['annotations'])
+    by_image = {}
+    for ann in mask_gt['annotations']:
+        by_image.setdefault(ann['image_id'], []).append(ann['segmentation'])
+    preds = tmp_path / 'preds'
+    for ann in caption_gt['annotations']:
+        write_prediction(str(preds), dict(
+            image_id=ann['image_id'], pred_caption=ann['caption'],
+            pred_phrases=ann['labels'],
+            pred_masks=by_image[ann['image_id']]))
+    res = tmp_path / 'scores.json'
+    subprocess.run([
+        sys.executable,
+        osp.join(REPO, 'tools', 'analysis', 'eval_predictions.py'),
+        '--pred-dir', str(preds), '--caption-gt',
+        str(out / 'test_gcg_coco_caption_gt.json'), '--mask-gt',
+        str(out / 'test_gcg_coco_mask_gt.json'), '--no-captions', '--out',
+        str(res)
+    ], check=True, capture_output=True, env={'PYTHONPATH': REPO,
+                                            'PATH': '/usr/bin:/bin'})
+    scores = json.load(open(res))
+    for key in ('AP50', 'mIoU', 'Recall', 'uni/AP50', 'multi/AP50'):
+        assert scores[key] == pytest.approx(100.0), key
+    assert scores['recall_text_similarity'] == 'iou_only'
