@@ -245,3 +245,26 @@ def test_gt_converter_and_prediction_folder(synthetic_root, tmp_path):
     for key in ('AP50', 'mIoU', 'Recall', 'uni/AP50', 'multi/AP50'):
         assert scores[key] == pytest.approx(100.0), key
     assert scores['recall_text_similarity'] == 'iou_only'
+
+
+def test_bert_text_scorer_from_a_local_folder(tmp_path):
+    """GLaMM's text similarity on a tiny random BERT saved locally."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from geopixel.evaluation.gcg import BertMeanPoolScorer
+    vocab = tmp_path / 'vocab.txt'
+    words = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'small', 'large',
+             'vehicle', 'ship', 'plane', 'white']
+    vocab.write_text('\n'.join(words) + '\n')
+    BertTokenizer(str(vocab)).save_pretrained(str(tmp_path))
+    BertModel(BertConfig(vocab_size=len(words), hidden_size=16,
+                         num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(str(tmp_path))
+    scorer = BertMeanPoolScorer(str(tmp_path))
+    sims = scorer(['small vehicle', 'white ship'],
+                  ['small vehicle', 'plane', 'white ship'])
+    assert sims.shape == (2, 3)
+    assert sims[0, 0] == pytest.approx(1.0) and sims[1, 2] == pytest.approx(
+        1.0)
+    with pytest.raises(FileNotFoundError, match='IoU-only'):
+        BertMeanPoolScorer(str(tmp_path / 'missing'))
