@@ -60,30 +60,21 @@ def test_load_dump_reload(path, tmp_path):
             f'{where} = {text!r} is an imported constant, not a literal')
 
 
-def _with_root(loader_cfg, root, tokenizer):
-    dataset = loader_cfg.dataset
-    dataset.data_root = root
-    for step in dataset.pipeline:
-        if 'tokenizer' in step:
-            step.tokenizer.path = tokenizer
-    return dataset
-
-
 @pytest.mark.parametrize('name,sub', [('synthetic_gcg', 'geopixeld'),
                                       ('synthetic_rrsis', 'rrsisd')])
 def test_synthetic_data_configs_build_from_dumped_text(
         name, sub, synthetic_root, tmp_path):
+    from geopixel.engine.runner_setup import relocate_paths
     from geopixel.registry import DATASETS
     cfg = Config.fromfile(
         osp.join(REPO, 'configs', '_base_', 'datasets', f'{name}.py'))
     dumped = tmp_path / 'dumped.py'
     cfg.dump(str(dumped))
     cfg = Config.fromfile(str(dumped))  # every type is a dotted string now
-    tokenizer = osp.join(synthetic_root, 'tokenizer')
+    relocate_paths(cfg, 'data/synthetic', synthetic_root)
     for split in ('train', 'test'):
-        dataset = DATASETS.build(
-            _with_root(cfg[f'{split}_dataloader'],
-                       osp.join(synthetic_root, sub), tokenizer))
+        dataset = DATASETS.build(cfg[f'{split}_dataloader'].dataset)
+        assert dataset.data_root == osp.join(synthetic_root, sub)
         sample = dataset[0]
         data = sample['data_samples']
         assert data.num_image_tokens == 841  # hd 1

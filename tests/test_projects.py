@@ -26,13 +26,11 @@ def test_fixed_grid_tiler_is_registered_and_tiles():
 
 
 def test_project_config_swaps_the_tiler(synthetic_root):
+    from geopixel.engine.runner_setup import relocate_paths
     from geopixel.registry import DATASETS
     cfg = Config.fromfile(
         osp.join(EXAMPLE, 'configs', 'synthetic_rrsis_fixed_grid.py'))
-    dataset_cfg = cfg.train_dataloader.dataset
-    dataset_cfg.data_root = osp.join(synthetic_root, 'rrsisd')
-    dataset_cfg.pipeline[3].tokenizer.path = osp.join(synthetic_root,
-                                                      'tokenizer')
-    sample = DATASETS.build(dataset_cfg)[0]
+    relocate_paths(cfg, 'data/synthetic', synthetic_root)
+    sample = DATASETS.build(cfg.train_dataloader.dataset)[0]
     assert sample['data_samples'].hd_grid == (1, 2)
     assert sample['inputs']['hd_image'].shape == (3, 560, 1120)

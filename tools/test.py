@@ -10,7 +10,6 @@ the work dir.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 
@@ -18,11 +17,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    from geopixel.engine.runner_setup import (add_runner_arguments,
+                                              export_local_rank)
     parser = argparse.ArgumentParser(description='Test a geopixel model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='where results and logs go')
     parser.add_argument(
         '--out',
         help='a folder: write one GLaMM-format prediction file per image '
@@ -30,20 +29,9 @@ def parse_args(argv=None):
     parser.add_argument(
         '--show-dir',
         help='write ground-truth / prediction overlays to this folder')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config keys')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_runner_arguments(parser)
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    export_local_rank(args)
     return args
 
 

@@ -7,7 +7,6 @@
 Multi-GPU / multi-process: tools/dist_train.sh CONFIG NUM_PROCS [args].
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -15,10 +14,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    from geopixel.engine.runner_setup import (add_runner_arguments,
+                                              export_local_rank)
     parser = argparse.ArgumentParser(description='Train a geopixel model')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -30,20 +29,9 @@ def parse_args(argv=None):
         const='auto',
         help='resume from CHECKPOINT, or from the latest checkpoint in the '
         'work dir when no path is given')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config keys, e.g. train_cfg.max_iters=100')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_runner_arguments(parser)
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    export_local_rank(args)
     return args
 
 

@@ -40,3 +40,50 @@ def setup_cpu_distributed(cfg, wrap_model: bool = True) -> None:
     cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
     if wrap_model:
         cfg.model_wrapper_cfg = cpu_ddp_wrapper_cfg()
+
+
+def relocate_paths(cfg, old_prefix: str, new_prefix: str):
+    """Rewrite every string config value that starts with ``old_prefix``.
+
+    Points a config written for ``data/synthetic`` (data roots, tokenizer
+    folders) at another folder in one call, wherever the paths sit.
+    """
+    from collections.abc import MutableMapping, MutableSequence
+
+    def visit(node):
+        items = (node.items() if isinstance(node, MutableMapping) else
+                 enumerate(node))
+        for key, value in list(items):
+            if isinstance(value, str) and value.startswith(old_prefix):
+                node[key] = new_prefix + value[len(old_prefix):]
+            elif isinstance(value, (MutableMapping, MutableSequence)):
+                visit(value)
+
+    # mmengine's Config is not a MutableMapping; its ConfigDict is
+    visit(getattr(cfg, '_cfg_dict', cfg))
+    return cfg
+
+
+def add_runner_arguments(parser) -> None:
+    """``--work-dir``, ``--cfg-options``, ``--launcher`` and
+    ``--local-rank``, shared by tools/train.py and tools/test.py."""
+    from mmengine.config import DictAction
+    parser.add_argument('--work-dir', help='where logs and results go')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys, e.g. train_cfg.max_iters=100')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def export_local_rank(args) -> None:
+    """torch.distributed.launch passes --local-rank; torchrun sets it."""
+    import os
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)

@@ -221,20 +221,22 @@ def _decode(rles: Sequence[dict]) -> List[np.ndarray]:
     return [decode_rle(r) for r in rles]
 
 
-def _bbox(rle: dict) -> List[float]:
-    from pycocotools import mask as mask_utils
-    r = dict(rle)
-    if isinstance(r['counts'], str):
-        r['counts'] = r['counts'].encode('ascii')
-    return [float(v) for v in mask_utils.toBbox(r)]
+def _rle_bytes(rle: dict) -> dict:
+    """pycocotools wants bytes counts; JSON holds str."""
+    counts = rle['counts']
+    return dict(rle, counts=counts.encode('ascii')
+                if isinstance(counts, str) else counts)
 
 
-def _area(rle: dict) -> float:
+def rle_bbox(rle: dict) -> List[float]:
+    """COCO [x, y, w, h] of a compressed RLE."""
     from pycocotools import mask as mask_utils
-    r = dict(rle)
-    if isinstance(r['counts'], str):
-        r['counts'] = r['counts'].encode('ascii')
-    return float(mask_utils.area(r))
+    return [float(v) for v in mask_utils.toBbox(_rle_bytes(rle))]
+
+
+def rle_area(rle: dict) -> float:
+    from pycocotools import mask as mask_utils
+    return float(mask_utils.area(_rle_bytes(rle)))
 
 
 def score_gcg(records: Sequence[dict],
@@ -269,7 +271,7 @@ def score_gcg(records: Sequence[dict],
         for rle, kind in zip(gt_rles, kinds):
             ann_id += 1
             base = dict(id=ann_id, image_id=image_id, category_id=1,
-                        segmentation=rle, area=_area(rle), bbox=_bbox(rle))
+                        segmentation=rle, area=rle_area(rle), bbox=rle_bbox(rle))
             gt_anns['all'].append(dict(base, iscrowd=0))
             for k in KINDS:
                 gt_anns[k].append(dict(base, iscrowd=int(kind != k)))

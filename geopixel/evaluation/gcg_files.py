@@ -21,7 +21,7 @@ import os.path as osp
 from typing import Dict, List, Tuple
 
 from geopixel.utils import BadRecordError, encode_rle
-from .gcg import clean_caption, parse_phrases
+from .gcg import clean_caption, parse_phrases, rle_area, rle_bbox
 
 
 def glamm_gt_from_dataset(dataset, progress=None) -> Tuple[dict, dict]:
@@ -49,14 +49,9 @@ def glamm_gt_from_dataset(dataset, progress=None) -> Tuple[dict, dict]:
         for mask, count in zip(results['gt_masks'], counts):
             ann_id += 1
             rle = encode_rle(mask)
-            ys, xs = mask.nonzero()
-            bbox = ([float(xs.min()), float(ys.min()),
-                     float(xs.max() - xs.min() + 1),
-                     float(ys.max() - ys.min() + 1)] if len(xs) else
-                    [0.0] * 4)
             masks.append(dict(image_id=image_id, id=ann_id, category_id=1,
-                              segmentation=rle, area=float(mask.sum()),
-                              iscrowd=0, bbox=bbox,
+                              segmentation=rle, area=rle_area(rle),
+                              iscrowd=0, bbox=rle_bbox(rle),
                               num_instances=int(count)))
     categories = [dict(id=1, name='object')]
     return (dict(images=images, annotations=captions),

@@ -1,5 +1,4 @@
 """Resolve the relative paths stored inside annotation files."""
-import os
 import os.path as osp
 from typing import Optional, Sequence
 
@@ -44,6 +43,3 @@ def resolve_data_path(path: str,
     raise BadRecordError(f'missing file {path!r} (tried: {tried})', file,
                          record)
 
-
-def is_readable_file(path: str) -> bool:
-    return osp.isfile(path) and os.access(path, os.R_OK)

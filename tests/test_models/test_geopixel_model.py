@@ -25,14 +25,9 @@ SAM_V1 = (
 
 
 def tiny_cfg(synthetic_root):
-    cfg = Config.fromfile(TINY_CONFIG)
-    tok = osp.join(synthetic_root, 'tokenizer')
-    cfg.model.tokenizer.path = tok
-    for split in ('train', 'val', 'test'):
-        ds = cfg[f'{split}_dataloader'].dataset
-        ds.data_root = osp.join(synthetic_root, 'rrsisd')
-        ds.pipeline[3].tokenizer.path = tok
-    return cfg
+    from geopixel.engine.runner_setup import relocate_paths
+    return relocate_paths(Config.fromfile(TINY_CONFIG), 'data/synthetic',
+                          synthetic_root)
 
 
 def build(cfg_model, **changes):

@@ -105,7 +105,7 @@ def main(argv=None):
 
     import geopixel.engine  # noqa: F401
     from geopixel.datasets.synthetic import generate_synthetic_dataset
-    from geopixel.engine.runner_setup import load_config
+    from geopixel.engine.runner_setup import load_config, relocate_paths
     from mmengine.runner import Runner
 
     data = osp.join(args.work_dir, 'data')
@@ -113,12 +113,7 @@ def main(argv=None):
         generate_synthetic_dataset(data, num_images=args.images,
                                    size=args.size, seed=args.seed)
     cfg = load_config(args.config, args.cfg_options, work_dir=args.work_dir)
-    tokenizer = osp.join(data, 'tokenizer')
-    cfg.model.tokenizer.path = tokenizer
-    for split in ('train', 'val', 'test'):
-        dataset = cfg[f'{split}_dataloader'].dataset
-        dataset.data_root = osp.join(data, 'rrsisd')
-        dataset.pipeline[3].tokenizer.path = tokenizer
+    relocate_paths(cfg, 'data/synthetic', data)  # data roots and tokenizer
     cfg.train_cfg.max_iters = args.max_iters
     cfg.train_cfg.val_interval = args.val_interval
     warmup = min(cfg.param_scheduler[0].end, args.max_iters // 5)

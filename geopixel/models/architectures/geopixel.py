@@ -236,7 +236,7 @@ class GeoPixel(BaseModel):
         prompts = self.seg_prompts(out['hidden_states'], batch['token_ids'])
         masks = self.mask_decoder(
             self.grounding_features(inputs['images']), prompts,
-            [tuple(img.shape[-2:]) for img in inputs['images']])
+            self.grounding_encoder.original_sizes(inputs['images']))
         return dict(
             logits=out['logits'],
             hidden_states=out['hidden_states'],
@@ -255,7 +255,7 @@ class GeoPixel(BaseModel):
         # the grounding branch always runs (ZeRO-3 and DDP need every rank
         # to touch the same parameters), even for a batch without masks
         features = self.grounding_features(inputs['images'])
-        sizes = [tuple(img.shape[-2:]) for img in inputs['images']]
+        sizes = self.grounding_encoder.original_sizes(inputs['images'])
         for ds, p in zip(data_samples, prompts):
             n_gt = len(ds.gt_masks) if 'gt_masks' in ds else 0
             if p.shape[0] != n_gt:
@@ -288,7 +288,7 @@ class GeoPixel(BaseModel):
     def predict(self, inputs: dict, data_samples):
         visual = self.encode_images(inputs, data_samples)
         features = self.grounding_features(inputs['images'])
-        sizes = [tuple(img.shape[-2:]) for img in inputs['images']]
+        sizes = self.grounding_encoder.original_sizes(inputs['images'])
         for i, ds in enumerate(data_samples):
             feats_i = dict(
                 image_embed=features['image_embed'][i:i + 1],

@@ -117,11 +117,6 @@ class SAM2GroundingEncoder(BaseGroundingEncoder):
         if frozen:
             self.requires_grad_(False)
 
-    @property
-    def embedding_size(self) -> int:
-        """Side of ``image_embed`` (input / 16)."""
-        return self.input_size // 16
-
     def load_sam2_weights(self, state: dict) -> None:
         """Load the encoder part of a SAM2 state dict (prefix-free keys)."""
         mine = {
