@@ -1,12 +1,15 @@
 """Evaluate a trained geopixel model with the metrics in its config.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
-        [--show-dir DIR] [--cfg-options k=v ...]
-        [--launcher {none,pytorch,slurm,mpi}]
+        [--show-dir DIR] [--non-strict] [--trust-checkpoint]
+        [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 
 Runs MMEngine's plain Runner test loop (also for checkpoints trained with
 DeepSpeed, after tools/model_converters) and writes the metrics as JSON in
-the work dir.
+the work dir. The checkpoint must fit the model: a missing, unexpected or
+mis-shaped key stops the run (``--non-strict`` loads what fits and prints
+the report). It is read without unpickling code unless it sits in the
+run's work dir or ``--trust-checkpoint`` is given.
 """
 import argparse
 import json
@@ -29,6 +32,11 @@ def parse_args(argv=None):
     parser.add_argument(
         '--show-dir',
         help='write ground-truth / prediction overlays to this folder')
+    parser.add_argument(
+        '--non-strict',
+        action='store_true',
+        help='evaluate even if checkpoint keys are missing, unexpected or '
+        'mis-shaped (the report is printed); the default is an error')
     add_runner_arguments(parser)
     args = parser.parse_args(argv)
     export_local_rank(args)
@@ -40,19 +48,20 @@ def main(argv=None):
     from mmengine.evaluator import DumpResults
     from mmengine.runner import Runner
 
-    import geopixel.engine  # noqa: F401  (checkpoint I/O, hooks)
-    from geopixel.engine import trust_checkpoint_dir
-    from geopixel.engine.runner_setup import load_config, setup_cpu_distributed
+    from mmengine.model import is_model_wrapper
+
+    from geopixel.checkpoint import describe_fit, load_model_weights
+    from geopixel.engine.runner_setup import (load_config, setup_cpu_distributed,
+                                              trusts_checkpoint)
 
     cfg = load_config(args.config, args.cfg_options, args.work_dir,
                       args.launcher)
-    cfg.load_from = args.checkpoint
+    # loaded below, strictly; MMEngine's own load only logs missing keys
+    cfg.load_from = None
     cfg.resume = False
     # A DeepSpeed config evaluates on the plain Runner (mmengine#1408).
     cfg.pop('runner_type', None)
     cfg.pop('strategy', None)
-    # the user names this checkpoint: it may hold a full training state
-    trust_checkpoint_dir(osp.dirname(osp.abspath(args.checkpoint)))
     setup_cpu_distributed(cfg)
     if args.show_dir:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
@@ -73,6 +82,12 @@ def main(argv=None):
         for metric in gcg:
             metric['prediction_dir'] = args.out
     runner = Runner.from_cfg(cfg)
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+    report = load_model_weights(
+        model, args.checkpoint, strict=not args.non_strict,
+        trusted=trusts_checkpoint(args, cfg, args.checkpoint))
+    runner.logger.info(f'loaded {args.checkpoint}: {describe_fit(report)}')
     if pickle_out:
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

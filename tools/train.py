@@ -5,6 +5,11 @@
         [--launcher {none,pytorch,slurm,mpi}]
 
 Multi-GPU / multi-process: tools/dist_train.sh CONFIG NUM_PROCS [args].
+
+``--resume`` without a path continues from the newest checkpoint of the
+work dir that reads back (a damaged one is skipped with a warning). Only
+checkpoints in the work dir, or named with ``--trust-checkpoint``, may be
+fully unpickled.
 """
 import argparse
 import os.path as osp
@@ -56,13 +61,28 @@ def build_train_config(args):
                              'precision in the strategy instead')
     if args.resume == 'auto':
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = newest_readable_checkpoint(cfg.work_dir)
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
     # a FlexibleRunner's strategy wraps the model itself
     setup_cpu_distributed(cfg, wrap_model=cfg.get('runner_type') is None)
     return cfg
+
+
+def newest_readable_checkpoint(work_dir: str):
+    """What ``--resume`` continues from: None when the work dir holds no
+    checkpoint (training starts), an error when none of them reads."""
+    from geopixel.engine.checkpoint import (pick_resume_checkpoint,
+                                            resume_candidates)
+    path = pick_resume_checkpoint(work_dir)
+    candidates = resume_candidates(work_dir)
+    if path is None and candidates:
+        raise SystemExit(
+            f'--resume: none of the {len(candidates)} checkpoint(s) in '
+            f'{work_dir} reads back ({", ".join(candidates)}); see the '
+            'warnings above')
+    return path
 
 
 def build_runner(cfg):
@@ -75,11 +95,12 @@ def build_runner(cfg):
 
 def main(argv=None):
     args = parse_args(argv)
-    import geopixel.engine  # noqa: F401  (checkpoint I/O, hooks)
     from geopixel.engine import trust_checkpoint_dir
 
     cfg = build_train_config(args)
     trust_checkpoint_dir(cfg.work_dir)
+    if args.trust_checkpoint and cfg.get('load_from'):
+        trust_checkpoint_dir(cfg.load_from)
     runner = build_runner(cfg)
     runner.train()
 

@@ -1,9 +1,14 @@
-"""Reading released checkpoints and mapping their keys onto geopixel."""
-from .io import read_state_dict
+"""Reading checkpoints safely and mapping released checkpoints' keys onto
+geopixel."""
+from .io import (CheckpointError, check_finite, checkpoint_problem,
+                 describe_fit, load_model_weights, model_state_of,
+                 read_checkpoint, read_state_dict)
 from .official import (convert_official_state_dict, load_official_checkpoint,
                        merge_unmerged_lora)
 
 __all__ = [
+    'CheckpointError', 'check_finite', 'checkpoint_problem', 'describe_fit',
+    'load_model_weights', 'model_state_of', 'read_checkpoint',
     'read_state_dict', 'convert_official_state_dict',
     'load_official_checkpoint', 'merge_unmerged_lora'
 ]

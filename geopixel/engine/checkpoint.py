@@ -1,28 +1,29 @@
-"""Checkpoint I/O for MMEngine runs: atomic writes and torch>=2.6 loading.
+"""Checkpoint I/O for MMEngine runs: atomic writes, safe loading, resuming.
 
 * ``AtomicLocalBackend`` (backend name ``geopixel_atomic_local``) writes to a
   temporary file in the target folder, fsyncs it and renames it over the
   target, so a crash mid-save never leaves a truncated checkpoint or a
-  ``last_checkpoint`` pointer to one; ``--resume`` then always finds the
-  last complete checkpoint.
-* ``load_from_local_safe`` replaces MMEngine 0.10.7's local loader, which
-  calls ``torch.load`` without ``weights_only`` and so fails on torch>=2.6
-  for every training checkpoint (mmengine#1655). It loads with
-  ``weights_only=True`` (numpy arrays allowed), which is enough for weight
-  files; a training checkpoint also pickles the message hub's objects, so
-  it loads fully only from a trusted folder: the run's own ``work_dir`` or
-  a checkpoint the user names on the command line (see
-  :func:`trust_checkpoint_dir`).
+  ``last_checkpoint`` pointer to one.
+* ``load_from_local_safe`` replaces MMEngine 0.10.7's local loader (which
+  calls ``torch.load`` without ``weights_only`` and fails on torch>=2.6,
+  mmengine#1655) with :func:`geopixel.checkpoint.read_checkpoint`: our own
+  training checkpoints load without unpickling code; anything else that
+  needs a full unpickle loads only from a trusted path (the run's own
+  ``work_dir``, or a checkpoint the user passes ``--trust-checkpoint`` for,
+  see :func:`trust_checkpoint_dir`). Non-finite weights are refused.
+* :func:`resume_candidates` / :func:`pick_resume_checkpoint` find the newest
+  checkpoint of a work dir that reads back, skipping damaged ones.
 """
+import logging
 import os
 import os.path as osp
-import pickle
+import re
 import tempfile
-from typing import List, Union
+from typing import List, Optional, Union
 
-import torch
 from mmengine.fileio import register_backend
 from mmengine.fileio.backends import LocalBackend
+from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
 ATOMIC_BACKEND = 'geopixel_atomic_local'
@@ -60,8 +61,9 @@ class AtomicLocalBackend(LocalBackend):
 
 
 def trust_checkpoint_dir(path: str) -> None:
-    """Allow full unpickling of checkpoints under ``path`` (a run's own
-    work_dir): they may hold objects ``weights_only`` loading refuses."""
+    """Allow full unpickling of checkpoints at ``path`` (a file) or under
+    it (a folder: a run's own work_dir). Only for files the user vouches
+    for: unpickling runs whatever code the file carries."""
     path = osp.abspath(path)
     if path not in _TRUSTED_DIRS:
         _TRUSTED_DIRS.append(path)
@@ -73,38 +75,58 @@ def _is_trusted(filename: str) -> bool:
         osp.commonpath([filename, d]) == d for d in _TRUSTED_DIRS)
 
 
-def _safe_globals() -> list:
-    import numpy as np
-    allowed = [np.ndarray, np.dtype]
-    try:
-        allowed.append(np._core.multiarray._reconstruct)
-    except AttributeError:  # numpy < 2
-        allowed.append(np.core.multiarray._reconstruct)
-    allowed += [type(np.dtype(t)) for t in ('f8', 'f4', 'i8', 'i4', 'u1', 'b1')]
-    allowed += [np.float64, np.float32, np.int64, np.int32]
-    return allowed
-
-
 def load_from_local_safe(filename: str, map_location=None):
-    """MMEngine's local checkpoint loader, fixed for torch>=2.6."""
+    """MMEngine's local checkpoint loader, safe on torch>=2.6."""
+    from geopixel.checkpoint import check_finite, read_checkpoint
     filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            return torch.load(
-                filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not _is_trusted(filename):
-            raise pickle.UnpicklingError(
-                f'{filename} holds objects that weights_only loading '
-                'refuses. If you wrote this file yourself, pass its folder '
-                'to geopixel.engine.trust_checkpoint_dir() (tools/train.py '
-                'and tools/test.py trust the run\'s work_dir). '
-                f'Original error: {exc}') from None
-        return torch.load(
-            filename, map_location=map_location, weights_only=False)
+    checkpoint = read_checkpoint(
+        filename, map_location=map_location, trusted=_is_trusted(filename))
+    state = (checkpoint.get('state_dict', checkpoint)
+             if isinstance(checkpoint, dict) else None)
+    if isinstance(state, dict):
+        check_finite(state, filename)
+    return checkpoint
 
 
 CheckpointLoader.register_scheme(
     prefixes='', loader=load_from_local_safe, force=True)
+
+
+_CHECKPOINT_NAME = re.compile(r'^(iter|epoch)_(\d+)\.pth$')
+
+
+def resume_candidates(work_dir: str) -> List[str]:
+    """Checkpoints of ``work_dir`` newest first: the ``last_checkpoint``
+    pointer's target, then ``iter_N.pth`` / ``epoch_N.pth`` by N."""
+    found = []
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            last = f.read().strip()
+        if last:
+            found.append(last if osp.isabs(last) else osp.join(work_dir, last))
+    numbered = []
+    for name in os.listdir(work_dir) if osp.isdir(work_dir) else []:
+        match = _CHECKPOINT_NAME.match(name)
+        if match:
+            numbered.append((int(match.group(2)), osp.join(work_dir, name)))
+    for _, path in sorted(numbered, reverse=True):
+        if all(osp.abspath(path) != osp.abspath(p) for p in found):
+            found.append(path)
+    return found
+
+
+def pick_resume_checkpoint(work_dir: str) -> Optional[str]:
+    """The newest checkpoint of ``work_dir`` that reads back (None: none).
+
+    A damaged newest checkpoint (a bad copy, a full disk) is skipped with a
+    warning naming it and the problem, instead of stopping the resume.
+    """
+    from geopixel.checkpoint import checkpoint_problem
+    for path in resume_candidates(work_dir):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        print_log(f'cannot resume from {path}: {problem}; trying the next '
+                  'newest checkpoint', 'current', logging.WARNING)
+    return None

@@ -65,10 +65,18 @@ def relocate_paths(cfg, old_prefix: str, new_prefix: str):
 
 
 def add_runner_arguments(parser) -> None:
-    """``--work-dir``, ``--cfg-options``, ``--launcher`` and
-    ``--local-rank``, shared by tools/train.py and tools/test.py."""
+    """``--work-dir``, ``--cfg-options``, ``--trust-checkpoint``,
+    ``--launcher`` and ``--local-rank``, shared by tools/train.py and
+    tools/test.py."""
     from mmengine.config import DictAction
     parser.add_argument('--work-dir', help='where logs and results go')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='the checkpoint named on the command line (or in load_from) '
+        'may be fully unpickled if a weights-only load refuses it. That runs '
+        'any code the file carries: only for files you trust. Checkpoints in '
+        'the run\'s own work dir are trusted without it.')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -80,6 +88,15 @@ def add_runner_arguments(parser) -> None:
         default='none',
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def trusts_checkpoint(args, cfg, path: str) -> bool:
+    """Whether ``path`` may be fully unpickled: it lies in the run's own
+    work dir, or the user passed ``--trust-checkpoint``."""
+    if getattr(args, 'trust_checkpoint', False):
+        return True
+    work_dir = osp.abspath(cfg.work_dir)
+    return osp.commonpath([osp.abspath(path), work_dir]) == work_dir
 
 
 def export_local_rank(args) -> None:

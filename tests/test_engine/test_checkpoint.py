@@ -1,6 +1,5 @@
 """Atomic checkpoint writes and torch>=2.6-safe loading."""
 import os
-import pickle
 from collections import OrderedDict
 
 import numpy as np
@@ -10,11 +9,21 @@ from mmengine.fileio import get_file_backend
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import _load_checkpoint, save_checkpoint
 
+from geopixel.checkpoint import (
+    CheckpointError,
+    checkpoint_problem,
+    load_model_weights,
+    read_checkpoint,
+)
 from geopixel.engine import (
     ATOMIC_BACKEND,
     AtomicLocalBackend,
     atomic_write,
     trust_checkpoint_dir,
+)
+from geopixel.engine.checkpoint import (
+    pick_resume_checkpoint,
+    resume_candidates,
 )
 
 
@@ -67,19 +76,17 @@ def test_weight_files_load_with_weights_only(tmp_path):
                                                                        2]
 
 
-def test_training_checkpoints_load_from_the_runs_own_folder(tmp_path):
-    # torch>=2.6's default (weights_only) refuses MMEngine's message hub
-    run = tmp_path / 'work_dir'
-    run.mkdir()
-    path = run / 'iter_3.pth'
+def test_training_checkpoints_load_without_unpickling_code(tmp_path):
+    # MMEngine's message hub pickles HistoryBuffers (and getattr calls for
+    # their statistics methods): allowed, so a run's checkpoint loads from
+    # anywhere without trusting it
+    path = tmp_path / 'elsewhere' / 'iter_3.pth'
+    path.parent.mkdir()
     torch.save(mmengine_like_checkpoint(), path)
-    with pytest.raises(pickle.UnpicklingError, match='trust_checkpoint_dir'):
-        _load_checkpoint(str(path))
-    trust_checkpoint_dir(str(run))
     ckpt = _load_checkpoint(str(path))
     assert ckpt['meta']['iter'] == 3
-    assert isinstance(ckpt['message_hub']['log_scalars']['train/loss'],
-                      HistoryBuffer)
+    buffer = ckpt['message_hub']['log_scalars']['train/loss']
+    assert isinstance(buffer, HistoryBuffer) and buffer.mean() == 0.5
 
 
 class Arbitrary:
@@ -87,11 +94,106 @@ class Arbitrary:
         self.value = 1
 
 
-def test_arbitrary_objects_need_a_trusted_folder(tmp_path):
+class GetattrGadget:
+    """Pickles as getattr(numpy.ndarray, 'tofile'): a file writer."""
+
+    def __reduce__(self):
+        return getattr, (np.ndarray, 'tofile')
+
+
+def test_arbitrary_objects_need_trust(tmp_path):
     untrusted = tmp_path / 'downloaded' / 'model.pth'
     untrusted.parent.mkdir()
     torch.save({'obj': Arbitrary()}, untrusted)
-    with pytest.raises(pickle.UnpicklingError, match='trust_checkpoint_dir'):
+    with pytest.raises(CheckpointError) as err:
         _load_checkpoint(str(untrusted))
-    trust_checkpoint_dir(str(untrusted.parent))
+    message = str(err.value)
+    assert str(untrusted) in message and '--trust-checkpoint' in message
+    assert 'test_checkpoint.Arbitrary' in message
+    trust_checkpoint_dir(str(untrusted))  # a file, not its folder
     assert _load_checkpoint(str(untrusted))['obj'].value == 1
+
+
+def test_getattr_is_served_for_history_buffers_only(tmp_path):
+    path = tmp_path / 'gadget.pth'
+    torch.save({'w': torch.ones(1), 'x': GetattrGadget()}, path)
+    with pytest.raises(CheckpointError, match='weights-only load refuses'):
+        read_checkpoint(str(path))
+
+
+def test_unreadable_checkpoints_are_named(tmp_path):
+    path = tmp_path / 'iter_3.pth'
+    torch.save(mmengine_like_checkpoint(), path)
+    data = path.read_bytes()
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match='truncated or corrupt'):
+        read_checkpoint(str(truncated))
+    assert 'truncated or corrupt' in checkpoint_problem(str(truncated))
+    flipped = bytearray(data)
+    flipped[len(data) // 3] ^= 0xFF
+    (tmp_path / 'flipped.pth').write_bytes(bytes(flipped))
+    assert 'CRC' in checkpoint_problem(str(tmp_path / 'flipped.pth'))
+    assert checkpoint_problem(str(path)) is None
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    path = tmp_path / 'nan.pth'
+    torch.save({'state_dict': {'a': torch.ones(2),
+                               'b': torch.tensor([1.0, float('nan')])}},
+               path)
+    with pytest.raises(CheckpointError) as err:
+        _load_checkpoint(str(path))
+    assert 'non-finite' in str(err.value) and '(b)' in str(err.value)
+
+
+def test_resume_candidates_newest_first_and_damaged_skipped(tmp_path):
+    for it in (3, 6, 12):
+        save_checkpoint(mmengine_like_checkpoint(),
+                        str(tmp_path / f'iter_{it}.pth'))
+    (tmp_path / 'best_mIoU_iter_3.pth').write_bytes(b'')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_6.pth'))
+    assert [os.path.basename(p) for p in resume_candidates(str(tmp_path))
+            ] == ['iter_6.pth', 'iter_12.pth', 'iter_3.pth']
+    assert pick_resume_checkpoint(str(tmp_path)) == str(tmp_path /
+                                                        'iter_6.pth')
+    for it in (6, 12):  # a bad copy and an empty file
+        data = (tmp_path / f'iter_{it}.pth').read_bytes()
+        (tmp_path / f'iter_{it}.pth').write_bytes(data[:it * 10])
+    assert pick_resume_checkpoint(str(tmp_path)) == str(tmp_path /
+                                                        'iter_3.pth')
+
+
+class TwoLayers(torch.nn.Module):
+    def __init__(self, width=3):
+        super().__init__()
+        self.a = torch.nn.Linear(2, width)
+        self.b = torch.nn.Linear(width, 1)
+
+
+def test_model_weights_load_strictly(tmp_path):
+    model = TwoLayers()
+    state = {f'module.{k}': v + 1 for k, v in model.state_dict().items()}
+    full = tmp_path / 'full.pth'
+    torch.save({'state_dict': state}, full)
+    report = load_model_weights(TwoLayers(), str(full))
+    assert report == dict(missing=[], unexpected=[], mismatched=[])
+
+    partial = tmp_path / 'partial.pth'
+    torch.save({'state_dict': {k: v for k, v in state.items()
+                               if 'b.bias' not in k}}, partial)
+    target = TwoLayers()
+    with pytest.raises(CheckpointError) as err:
+        load_model_weights(target, str(partial))
+    assert 'missing keys 1 (b.bias)' in str(err.value)
+    assert str(partial) in str(err.value)
+    before = target.a.weight.detach().clone()
+    report = load_model_weights(target, str(partial), strict=False)
+    assert report['missing'] == ['b.bias']
+    assert torch.equal(target.a.weight, state['module.a.weight'])
+    assert not torch.equal(target.a.weight, before)
+
+    with pytest.raises(CheckpointError) as err:
+        load_model_weights(TwoLayers(width=4), str(full))
+    assert 'mismatched keys' in str(err.value)
+    assert 'a.weight (3, 2) vs model (4, 2)' in str(err.value)

@@ -56,21 +56,24 @@ def test_summary_after_epoch(tmp_path):
     assert '2 records in the dataset' in message
 
 
-def test_time_budget_counts_only_training_iterations(monkeypatch):
+def test_time_budget_counts_training_not_validation(monkeypatch):
     from geopixel.engine.hooks import TimeBudgetHook
     clock = iter([0.0, 30.0, 100.0, 150.0])
     monkeypatch.setattr('time.monotonic', lambda: next(clock))
     hook = TimeBudgetHook(minutes=1.0)
-    loop = types.SimpleNamespace(stop_training=False)
+    loop = types.SimpleNamespace(_max_iters=1000)
     runner = types.SimpleNamespace(train_loop=loop, iter=0,
                                    logger=ListLogger())
     runner.logger.info = lambda msg: None
-    hook.before_train_iter(runner, 0)
+    hook.before_train(runner)
     hook.after_train_iter(runner, 0)  # 30 s
-    assert not loop.stop_training
-    hook.before_train_iter(runner, 1)  # (validation time in between)
+    assert loop._max_iters == 1000
+    hook.after_val_epoch(runner)  # 70 s of validation: not counted
+    runner.iter = 1
     hook.after_train_iter(runner, 1)  # +50 s = 80 s > 60 s
-    assert loop.stop_training and hook.spent == 80.0
+    # this iteration becomes the last: the checkpoint hook saves it and
+    # the loop validates, as at the end of a full schedule
+    assert loop._max_iters == 2 and hook.spent == 80.0
 
 
 def test_visualization_hook_writes_one_picture_per_sample(tmp_path):

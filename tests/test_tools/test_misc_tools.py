@@ -37,14 +37,26 @@ def test_print_config(tmp_path):
     assert (tmp_path / 'c.py').exists()
 
 
+USER_CONFIG = """from mmengine.config import read_base
+
+with read_base():
+    from geopixel.configs._base_.datasets.synthetic_gcg import *  # noqa
+"""
+
+
 def test_make_synthetic_and_browse_dataset(tmp_path):
     data = tmp_path / 'data' / 'synthetic'
     out = run(['tools/dataset_converters/make_synthetic.py', '--out',
                str(data), '--num-images', '6', '--size', '192'])
     assert '"num_images": 6' in out
+    # a user's config inheriting the documented way (absolute import)
+    config = tmp_path / 'my_config.py'
+    config.write_text(USER_CONFIG)
+    assert 'synthetic/geopixeld' in run(
+        [osp.join(REPO, 'tools/misc/print_config.py'), str(config)],
+        cwd=str(tmp_path))
     browse = tmp_path / 'browse'
-    run([osp.join(REPO, 'tools/misc/browse_dataset.py'),
-         osp.join(REPO, 'configs/_base_/datasets/synthetic_gcg.py'),
+    run([osp.join(REPO, 'tools/misc/browse_dataset.py'), str(config),
          '--output-dir', str(browse), '--max-draw', '2'], cwd=str(tmp_path))
     summary = json.load(open(browse / 'summary.json'))
     meta = json.load(open(data / 'meta.json'))

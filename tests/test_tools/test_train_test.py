@@ -71,6 +71,87 @@ def test_train_crash_resume_and_test(workspace):
     assert 0.0 <= metrics['toy/mIoU'] <= 100.0
     assert out.exists()
 
+    # a bad copy of the newest checkpoint: --resume warns and falls back
+    newest = work / 'iter_9.pth'
+    newest.write_bytes(newest.read_bytes()[:1000])
+    resumed = run_tool(
+        train + ['--resume', '--cfg-options', 'train_cfg.max_iters=12'],
+        workspace)
+    log = resumed.stdout + resumed.stderr
+    assert f'cannot resume from {newest}' in log
+    assert 'resumed epoch: 0, iter: 6' in log and 'Iter(train) [12/12]' in log
+
+
+def toy_state():
+    from tests.data.toy_grounding import ToyGroundingModel
+    return ToyGroundingModel().state_dict()
+
+
+class WritesMarker:
+    """Unpickling this creates ``path``: code run from a checkpoint."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, 'w')
+
+
+def test_test_tool_loads_strictly_and_runs_no_code(workspace):
+    import torch
+    python = sys.executable
+    work = workspace / 'work'
+    test = [python, osp.join(REPO, 'tools', 'test.py'), CONFIG]
+    outside = workspace / 'downloaded'
+    outside.mkdir()
+    partial = outside / 'partial.pth'
+    torch.save({'state_dict': {'conv.weight': toy_state()['conv.weight']}},
+               partial)
+    proc = run_tool(test + [str(partial), '--work-dir', str(work)],
+                    workspace, check=False)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f'checkpoint {partial}: does not fit the model' in log
+    assert 'missing keys 1 (conv.bias)' in log
+    assert not list(work.rglob('metrics.json'))
+    proc = run_tool(test + [str(partial), '--work-dir', str(work),
+                            '--non-strict'], workspace)
+    assert 'missing keys 1 (conv.bias)' in proc.stdout + proc.stderr
+    assert list(work.rglob('metrics.json'))
+
+    marker = workspace / 'MARKER'
+    evil = outside / 'evil.pth'
+    torch.save({'state_dict': toy_state(), 'x': WritesMarker(str(marker))},
+               evil)
+    for tool in (test + [str(evil)],
+                 [python, osp.join(REPO, 'tools', 'train.py'), CONFIG,
+                  '--resume', str(evil)]):
+        proc = run_tool(tool + ['--work-dir', str(work)], workspace,
+                        check=False)
+        assert proc.returncode != 0
+        assert '--trust-checkpoint' in proc.stdout + proc.stderr
+        assert not marker.exists()
+    run_tool(test + [str(evil), '--work-dir', str(work),
+                     '--trust-checkpoint'], workspace)
+    assert marker.exists()  # only because the user said so
+
+
+def test_time_budget_stop_saves_and_validates(workspace):
+    from mmengine.runner import Runner
+
+    from geopixel.engine.runner_setup import load_config, relocate_paths
+    cfg = load_config(CONFIG, work_dir=str(workspace / 'budget'))
+    relocate_paths(cfg, 'data/synthetic', str(workspace / 'data' /
+                                               'synthetic'))
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.persistent_workers = False
+    cfg.custom_hooks.append(dict(type='geopixel.TimeBudgetHook', minutes=0))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 1  # stopped after the first of 6 iterations
+    assert (workspace / 'budget' / 'iter_1.pth').exists()
+    assert 'val/toy/mIoU' in runner.message_hub.log_scalars
+
 
 def test_cfg_options_and_amp_on_cpu(workspace):
     proc = run_tool([sys.executable, osp.join(REPO, 'tools', 'train.py'),

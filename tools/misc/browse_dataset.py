@@ -42,17 +42,15 @@ def parse_args(argv=None):
 
 def browse(args) -> dict:
     import numpy as np
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from PIL import Image
     from tqdm import tqdm
 
+    from geopixel.engine.runner_setup import load_config
     from geopixel.registry import DATASETS
     from geopixel.visualization import draw_grounded_masks
 
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'geopixel') or 'geopixel')
     loader_cfg = cfg.get(f'{args.split}_dataloader')
     if loader_cfg is None:

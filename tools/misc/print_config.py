@@ -1,4 +1,5 @@
-"""Print a config with its bases and command-line overrides applied.
+"""Print a config with its bases and command-line overrides applied,
+loaded exactly as tools/train.py loads it (work_dir included).
 
     python tools/misc/print_config.py CONFIG [--cfg-options k=v ...]
         [--save-path FILE]
@@ -11,15 +12,15 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def main(argv=None):
-    from mmengine.config import Config, DictAction
+    from mmengine.config import DictAction
+
+    from geopixel.engine.runner_setup import load_config
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--save-path', help='also write the resolved config')
     args = parser.parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     print(cfg.pretty_text)
     if args.save_path:
         cfg.dump(args.save_path)

@@ -74,8 +74,8 @@ def load_sam2_checkpoint(path: str) -> dict:
         raise FileNotFoundError(
             f'SAM2 checkpoint not found: {path}. Download e.g. '
             'sam2_hiera_large.pt from the SAM2 release and give its path.')
-    state = torch.load(path, map_location='cpu', weights_only=True)
-    return state.get('model', state)
+    from geopixel.checkpoint import read_state_dict
+    return read_state_dict(path)
 
 
 @GROUNDING_ENCODERS.register_module()
