@@ -18,7 +18,10 @@ leaving a sample out silently changes the metric.
 """
 import logging
 import multiprocessing as mp
-from typing import Callable, Iterator, List, Optional
+import numbers
+import os.path as osp
+import re
+from typing import Callable, Iterator, List, Optional, Tuple
 
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
@@ -174,6 +177,64 @@ class GeoPixelBaseDataset(BaseDataset):
             skipped_at_runtime=self._bad.count_marked(),
             replaced_fetches=self._bad.pop_events() if reset else None,
             kept=len(self) if self._fully_initialized else None)
+
+
+# iSAID devkit patches: {image id}_{y0}_{y1}_{x0}_{x1}.png cut from
+# image[y0:y1, x0:x1] (split.py); whole images keep their plain name.
+_PATCH_NAME = re.compile(r'^[^_]+_(\d+)_(\d+)_(\d+)_(\d+)\.png$')
+
+
+def patch_name_size(path: str) -> Optional[Tuple[int, int, str]]:
+    """``(h, w, source)`` that an iSAID patch name implies, else None."""
+    name = osp.basename(path)
+    match = _PATCH_NAME.match(name)
+    if match is None:
+        return None
+    y0, y1, x0, x1 = (int(v) for v in match.groups())
+    if y1 <= y0 or x1 <= x0:
+        return None
+    return (y1 - y0, x1 - x0, f'the iSAID patch name {name} '
+            '({id}_{y0}_{y1}_{x0}_{x1})')
+
+
+def is_int(value) -> bool:
+    """A JSON integer (``bool`` excluded; numpy integers included)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def declared_size(entry: dict, file: Optional[str],
+                  record: Optional[object]) -> Optional[Tuple[int, int]]:
+    """``(height, width)`` declared by a record, None if it declares none.
+
+    Both keys or neither; each a positive integer.
+    """
+    if 'height' not in entry and 'width' not in entry:
+        return None
+    height, width = entry.get('height'), entry.get('width')
+    if not (is_int(height) and is_int(width) and height > 0 and width > 0):
+        raise BadRecordError(
+            '"height" and "width" must both be positive integers, got '
+            f'{height!r} and {width!r}', file, record)
+    return int(height), int(width)
+
+
+def parse_guarded(parse: Callable[[], object], file: Optional[str],
+                  record: Optional[object]):
+    """``parse()``, or the :class:`BadRecordError` it raised (returned).
+
+    Any other error met while parsing one record (a malformed record that
+    no check foresaw) becomes a ``BadRecordError`` naming the record, so it
+    is skipped and counted under ``on_bad_record='skip'`` instead of
+    stopping the run.
+    """
+    try:
+        return parse()
+    except BadRecordError as err:
+        return err
+    except (TypeError, KeyError, AttributeError, ValueError,
+            IndexError) as exc:
+        return BadRecordError(
+            f'malformed record ({type(exc).__name__}: {exc})', file, record)
 
 
 def unwrap_datasets(dataset) -> List[object]:

@@ -86,11 +86,25 @@ def normalise_turns(conversations: Sequence[dict],
         if not isinstance(turn['value'], str):
             raise BadRecordError(f'conversation turn {i} value is not text',
                                  file, record)
+        check_text(turn['value'], f'conversation turn {i}', file, record)
         role = 'user' if turn['from'] in USER_ROLES else 'assistant'
         turns.append((role, turn['value']))
     if not any(r == 'assistant' for r, _ in turns):
         raise BadRecordError('conversation has no answer turn', file, record)
     return turns
+
+
+def check_text(text: str,
+               what: str,
+               file: Optional[str] = None,
+               record: Optional[object] = None) -> str:
+    """``text``, refused at load time if it cannot be encoded (a lone
+    surrogate): the tokenizer would fail on it mid-run."""
+    from geopixel.utils import BadRecordError, unencodable_text
+    problem = unencodable_text(text)
+    if problem is not None:
+        raise BadRecordError(f'{what}: {problem}', file, record)
+    return text
 
 
 def parse_phrases(text: str) -> List[str]:

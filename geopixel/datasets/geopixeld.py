@@ -20,8 +20,13 @@ from typing import Iterator, List, Optional, Sequence
 from geopixel.registry import DATASETS
 from geopixel.utils import BadRecordError, resolve_data_path
 
-from .base import GeoPixelBaseDataset
-from .chat import GCG_QUESTION, count_seg, normalise_turns
+from .base import (
+    GeoPixelBaseDataset,
+    declared_size,
+    parse_guarded,
+    patch_name_size,
+)
+from .chat import GCG_QUESTION, check_text, count_seg, normalise_turns
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
 
@@ -66,10 +71,8 @@ class GeoPixelDDataset(GeoPixelBaseDataset):
             raise BadRecordError('expected a JSON list of records',
                                  self.ann_file)
         for index, record in enumerate(records):
-            try:
-                yield self._parse_record(index, record)
-            except BadRecordError as err:
-                yield err
+            yield parse_guarded(lambda: self._parse_record(index, record),
+                                self.ann_file, f'#{index}')
 
     def _parse_record(self, index: int, record) -> dict:
         file = self.ann_file
@@ -99,7 +102,8 @@ class GeoPixelDDataset(GeoPixelBaseDataset):
                                        label))
         elif 'segmentation' in record:
             rles = record['segmentation']
-            if not isinstance(rles, list):
+            if not (isinstance(rles, list)
+                    and all(isinstance(rle, dict) for rle in rles)):
                 raise BadRecordError(
                     '"segmentation" must be a list of COCO RLE dicts', file,
                     label)
@@ -122,6 +126,8 @@ class GeoPixelDDataset(GeoPixelBaseDataset):
             mask_source=source,
             record_id=label,
             ann_file=file,
+            expected_sizes=_expected_sizes(record, img_path, file, label,
+                                           "the record's height/width"),
             task='gcg')
 
     def _iter_folder(self, folder: str) -> Iterator:
@@ -130,10 +136,8 @@ class GeoPixelDDataset(GeoPixelBaseDataset):
             raise BadRecordError('folder holds no per-image JSON files',
                                  folder)
         for file in files:
-            try:
-                yield self._parse_image_json(file)
-            except BadRecordError as err:
-                yield err
+            yield parse_guarded(lambda: self._parse_image_json(file), file,
+                                None)
 
     def _parse_image_json(self, file: str) -> dict:
         content = _read_json(file)
@@ -143,6 +147,15 @@ class GeoPixelDDataset(GeoPixelBaseDataset):
         for key in ('gcg_description', 'polygons'):
             if key not in content:
                 raise BadRecordError(f'missing "{key}"', file, label)
+        description = content['gcg_description']
+        if not isinstance(description, str):
+            raise BadRecordError(
+                f'"gcg_description" must be text, got '
+                f'{type(description).__name__}', file, label)
+        check_text(description, '"gcg_description"', file, label)
+        if not isinstance(content['polygons'], list):
+            raise BadRecordError('"polygons" must be a list (one entry per '
+                                 '[SEG])', file, label)
         img_path = _sibling_image(file)
         if img_path is None and isinstance(content.get('img'), str):
             img_path = resolve_data_path(content['img'],
@@ -151,8 +164,7 @@ class GeoPixelDDataset(GeoPixelBaseDataset):
         if img_path is None:
             raise BadRecordError('no image next to the JSON and no usable '
                                  '"img" path', file, label)
-        turns = [('user', self.question),
-                 ('assistant', str(content['gcg_description']))]
+        turns = [('user', self.question), ('assistant', description)]
         return dict(
             img_path=img_path,
             conversations=turns,
@@ -160,7 +172,23 @@ class GeoPixelDDataset(GeoPixelBaseDataset):
             mask_source=dict(type='polygon_file', path=file),
             record_id=label,
             ann_file=file,
+            expected_sizes=_expected_sizes(content, img_path, file, label,
+                                           'the JSON\'s height/width'),
             task='gcg')
+
+
+def _expected_sizes(entry: dict, img_path: str, file: str, label: str,
+                    source: str) -> List[tuple]:
+    """Sizes the image must have: the entry's height/width, if any, and
+    its iSAID patch name, if it has one."""
+    sizes = []
+    declared = declared_size(entry, file, label)
+    if declared:
+        sizes.append(declared + (source, ))
+    from_name = patch_name_size(img_path)
+    if from_name:
+        sizes.append(from_name)
+    return sizes
 
 
 def _read_json(path: str):

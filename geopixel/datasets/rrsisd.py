@@ -12,13 +12,13 @@ evaluators. The prompt is GeoPixel's and the answer ``Sure, it is [SEG].``.
 import json
 import os.path as osp
 import pickle
-from typing import Iterator
+from typing import Iterator, List
 
 from geopixel.registry import DATASETS
 from geopixel.utils import BadRecordError
 
-from .base import GeoPixelBaseDataset
-from .chat import RRSIS_ANSWER, RRSIS_QUESTION
+from .base import GeoPixelBaseDataset, declared_size, is_int, parse_guarded
+from .chat import RRSIS_ANSWER, RRSIS_QUESTION, check_text
 
 SPLITS = ('train', 'val', 'test')
 
@@ -98,57 +98,82 @@ class RRSISDDataset(GeoPixelBaseDataset):
             data_root=data_root,
             **kwargs)
 
-    def _in_split(self, ref: dict) -> bool:
-        ref_split = ref.get('split', '')
+    def _in_split(self, ref_split: str) -> bool:
         if self.split == 'test':
             return 'test' in ref_split
         return ref_split == self.split
 
     def iter_data_infos(self) -> Iterator:
         refs = load_refs(self.ann_file)
+        instances = self._read_instances()
+        images, anns = {}, {}
+        for kind, index in (('images', images), ('annotations', anns)):
+            yield from _index_entries(instances, kind, index,
+                                      self.instances_file)
+        for position, ref in enumerate(refs):
+            label = f'#{position}'
+            if isinstance(ref, dict):
+                label = f'ref_id {ref.get("ref_id", "?")} (#{position})'
+            parsed = parse_guarded(
+                lambda: self._parse_ref(ref, label, images, anns),
+                self.ann_file, label)
+            if isinstance(parsed, BadRecordError):
+                yield parsed
+            else:
+                yield from parsed
+
+    def _read_instances(self) -> dict:
+        file = self.instances_file
         try:
-            with open(self.instances_file, encoding='utf-8') as f:
+            with open(file, encoding='utf-8') as f:
                 instances = json.load(f)
         except FileNotFoundError:
-            raise BadRecordError('instances file is missing',
-                                 self.instances_file) from None
-        except json.JSONDecodeError as exc:
-            raise BadRecordError(f'not valid JSON ({exc})',
-                                 self.instances_file) from None
-        images = {img['id']: img for img in instances.get('images', [])}
-        anns = {ann['id']: ann for ann in instances.get('annotations', [])}
-        for index, ref in enumerate(refs):
-            if not isinstance(ref, dict):
-                yield BadRecordError('ref is not a dict', self.ann_file,
-                                     f'#{index}')
-                continue
-            if not self._in_split(ref):
-                continue
-            try:
-                yield from self._parse_ref(ref, index, images, anns)
-            except BadRecordError as err:
-                yield err
+            raise BadRecordError('instances file is missing', file) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRecordError(f'not valid JSON ({exc})', file) from None
+        if not isinstance(instances, dict):
+            raise BadRecordError(
+                'expected a COCO JSON object with "images" and '
+                f'"annotations", got a JSON {type(instances).__name__}',
+                file)
+        for kind in ('images', 'annotations'):
+            if not isinstance(instances.get(kind), list):
+                raise BadRecordError(
+                    f'"{kind}" must be a list, got '
+                    f'{type(instances.get(kind)).__name__}', file)
+        return instances
 
-    def _parse_ref(self, ref, index, images, anns):
+    def _parse_ref(self, ref, label, images, anns) -> List:
+        """The samples of one ref (one per sentence) and its bad sentences.
+
+        ``images``/``anns`` map an id to its entry, or to None when the id
+        is ambiguous (it appears more than once).
+        """
         file = self.ann_file
-        label = f'ref_id {ref.get("ref_id", "?")} (#{index})'
+        if not isinstance(ref, dict):
+            raise BadRecordError(
+                f'ref must be a dict, got {type(ref).__name__}', file, label)
+        if not isinstance(ref.get('split'), str):
+            raise BadRecordError(
+                'ref needs a "split" (train, val, test...), got '
+                f'{ref.get("split")!r}', file, label)
+        if not self._in_split(ref['split']):
+            return []
         for key in ('ann_id', 'image_id', 'sentences'):
             if key not in ref:
                 raise BadRecordError(f'ref has no "{key}"', file, label)
-        ann = anns.get(ref['ann_id'])
-        if ann is None:
-            raise BadRecordError(
-                f'points at annotation {ref["ann_id"]}, which is not in '
-                f'{self.instances_file}', file, label)
-        image = images.get(ref['image_id'])
-        if image is None:
-            raise BadRecordError(
-                f'points at image {ref["image_id"]}, which is not in '
-                f'{self.instances_file}', file, label)
+        for key in ('ann_id', 'image_id'):
+            if not is_int(ref[key]):
+                raise BadRecordError(
+                    f'"{key}" must be an integer id, got {ref[key]!r}', file,
+                    label)
+        ann = self._lookup(anns, ref['ann_id'], 'annotation', label)
+        image = self._lookup(images, ref['image_id'], 'image', label)
         if ann.get('image_id') != ref['image_id']:
             raise BadRecordError(
-                f'annotation {ann["id"]} belongs to image {ann.get("image_id")}'
-                f', not to the ref\'s image {ref["image_id"]}', file, label)
+                f'annotation {ann["id"]} belongs to image '
+                f'{ann.get("image_id")}, not to the ref\'s image '
+                f'{ref["image_id"]}', file, label)
         if 'segmentation' not in ann:
             raise BadRecordError(
                 f'annotation {ann["id"]} has no segmentation', file, label)
@@ -156,28 +181,109 @@ class RRSISDDataset(GeoPixelBaseDataset):
         if not osp.isfile(img_path):
             raise BadRecordError(f'image {img_path} is missing', file, label)
         sentences = ref['sentences']
+        if not isinstance(sentences, list):
+            raise BadRecordError(
+                '"sentences" must be a list of {"raw", "sent", "sent_id"} '
+                f'dicts, got {type(sentences).__name__}', file, label)
         if not sentences:
             raise BadRecordError('ref has no sentences', file, label)
-        for sent in sentences:
-            text = sent.get(self.sentence_key, sent.get('sent'))
-            if not isinstance(text, str) or not text.strip():
-                raise BadRecordError(
-                    f'sentence {sent.get("sent_id")} is empty', file, label)
-            text = text.strip()
-            yield dict(
-                img_path=img_path,
-                conversations=[('user', self.question.format(ref_exp=text)),
-                               ('assistant', self.answer)],
-                num_segs=1,
-                mask_source=dict(
-                    type='coco',
-                    segmentations=[ann['segmentation']],
-                    ann_hw=(image.get('height'), image.get('width'))),
-                record_id=f'{label} sent_id {sent.get("sent_id")}',
-                ann_file=file,
-                task='rrsis',
-                ref_exp=text,
-                ref_id=ref.get('ref_id'),
-                sent_id=sent.get('sent_id'),
-                ann_id=ann['id'],
-                image_id=ref['image_id'])
+        sizes = []
+        declared = declared_size(image, self.instances_file,
+                                 f'image {image["id"]}')
+        if declared:
+            sizes.append(declared +
+                         (f'{self.instances_file} (image {image["id"]})', ))
+        samples = []
+        for k, sent in enumerate(sentences):
+            samples.append(
+                parse_guarded(
+                    lambda: self._sample(sent, k, label, img_path, ann, ref,
+                                         sizes), file,
+                    f'{label} sentence {k}'))
+        return samples
+
+    def _lookup(self, index: dict, key: int, kind: str, label: str) -> dict:
+        if key not in index:
+            raise BadRecordError(
+                f'points at {kind} {key}, which is not in '
+                f'{self.instances_file}', self.ann_file, label)
+        if index[key] is None:
+            raise BadRecordError(
+                f'points at {kind} {key}, which appears more than once in '
+                f'{self.instances_file}', self.ann_file, label)
+        return index[key]
+
+    def _sample(self, sent, k, label, img_path, ann, ref, sizes) -> dict:
+        file = self.ann_file
+        where = f'{label} sentence {k}'
+        if not isinstance(sent, dict):
+            raise BadRecordError(
+                f'sentence must be a dict, got {type(sent).__name__}', file,
+                where)
+        text = sent.get(self.sentence_key, sent.get('sent'))
+        if not isinstance(text, str) or not text.strip():
+            raise BadRecordError(
+                f'sentence {sent.get("sent_id")} has no text in '
+                f'"{self.sentence_key}" or "sent"', file, where)
+        text = check_text(text, f'sentence {sent.get("sent_id")}', file,
+                          where).strip()
+        return dict(
+            img_path=img_path,
+            conversations=[('user', self.question.format(ref_exp=text)),
+                           ('assistant', self.answer)],
+            num_segs=1,
+            mask_source=dict(
+                type='coco',
+                segmentations=[ann['segmentation']],
+                file=self.instances_file,
+                names=[f'annotation {ann["id"]}']),
+            record_id=f'{label} sent_id {sent.get("sent_id")}',
+            ann_file=file,
+            expected_sizes=sizes,
+            task='rrsis',
+            ref_exp=text,
+            ref_id=ref.get('ref_id'),
+            sent_id=sent.get('sent_id'),
+            ann_id=ann['id'],
+            image_id=ref['image_id'])
+
+
+def _index_entries(instances: dict, kind: str, index: dict,
+                   file: str) -> Iterator[BadRecordError]:
+    """Fill ``index`` (id -> entry) from ``instances[kind]``.
+
+    Yields an error for each entry that cannot be indexed. An id seen twice
+    maps to None: a ref pointing at it is refused rather than silently
+    given one of the two.
+    """
+    required = ('id', 'file_name') if kind == 'images' else ('id', )
+    singular = kind[:-1]
+    for position, entry in enumerate(instances[kind]):
+        label = f'{singular} #{position}'
+        if not isinstance(entry, dict):
+            yield BadRecordError(
+                f'{singular} must be a dict, got {type(entry).__name__}',
+                file, label)
+            continue
+        missing = [key for key in required if key not in entry]
+        if missing:
+            yield BadRecordError(f'{singular} has no "{missing[0]}"', file,
+                                 label)
+            continue
+        if not is_int(entry['id']):
+            yield BadRecordError(
+                f'{singular} "id" must be an integer, got {entry["id"]!r}',
+                file, label)
+            continue
+        if kind == 'images' and not isinstance(entry['file_name'], str):
+            yield BadRecordError(
+                f'"file_name" must be text, got {entry["file_name"]!r}',
+                file, label)
+            continue
+        if entry['id'] in index:
+            yield BadRecordError(
+                f'{singular} id {entry["id"]} appears more than once', file,
+                label)
+            index[entry['id']] = None
+            continue
+        index[entry['id']] = entry

@@ -23,6 +23,8 @@ import re
 import shutil
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
+from geopixel.utils.errors import unencodable_text
+
 GEOPIXEL_TOKENS = ('[SEG]', '<p>', '</p>')
 END_OF_TURN = '[UNUSED_TOKEN_145]'
 START_OF_TURN = '[UNUSED_TOKEN_146]'
@@ -263,7 +265,16 @@ class InternLM2Tokenizer:
 
     # -- encoding ---------------------------------------------------------
     def tokenize(self, text: str) -> List[str]:
-        """Pieces of ``text`` (no BOS/EOS), with 4.33's whitespace rule."""
+        """Pieces of ``text`` (no BOS/EOS), with 4.33's whitespace rule.
+
+        Raises:
+            ValueError: ``text`` cannot be encoded as UTF-8 (a lone
+                surrogate), where sentencepiece would raise a bare
+                RuntimeError.
+        """
+        problem = unencodable_text(text)
+        if problem is not None:
+            raise ValueError(f'cannot tokenize this text: {problem}')
         chunks = self._splitter.split(text)
         no_split = set(self.no_split_tokens)
         # re.split with one capture group alternates text, token, text...

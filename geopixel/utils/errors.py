@@ -1,4 +1,4 @@
-"""The one error type for bad input data."""
+"""The one error type for bad input data, and a text check."""
 from typing import Optional
 
 
@@ -23,3 +23,18 @@ class BadRecordError(ValueError):
             where.append(f'record {record}')
         prefix = ', '.join(where)
         super().__init__(f'{prefix}: {problem}' if prefix else problem)
+
+
+def unencodable_text(text: str) -> Optional[str]:
+    """Why ``text`` cannot be written as UTF-8, or None if it can.
+
+    JSON escapes and Python strings allow lone surrogates such as
+    ``"\\ud800"``; no tokenizer or file can encode them.
+    """
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError as exc:
+        return (f'the character at position {exc.start} (from 0) is '
+                f'{text[exc.start]!r} ({exc.reason}): not encodable as '
+                'UTF-8')
+    return None

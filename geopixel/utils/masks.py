@@ -4,6 +4,7 @@ Rasterisation follows the official loader: each polygon of a mask is filled
 with ``cv2.fillPoly`` into one ``uint8`` canvas of the original size, so a
 mask is the union of its polygons (holes are not representable).
 """
+import numbers
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
@@ -13,15 +14,47 @@ from .errors import BadRecordError
 Polygon = Sequence[Sequence[float]]  # [[x, y], ...]
 
 
+def _where(mask_index: Optional[int]) -> str:
+    return f'mask {mask_index}: ' if mask_index is not None else ''
+
+
+def _non_numbers(values):
+    """The leaves of nested lists that are not real numbers, in order."""
+    stack = [values]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, (list, tuple)):
+            stack.extend(reversed(value))
+        elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+            yield value
+
+
 def _as_points(polygon, file=None, record=None, mask_index=None) -> np.ndarray:
-    """Polygon as an int32 [N, 2] array; accepts [[x, y], ...] or flat lists."""
-    where = f'mask {mask_index}: ' if mask_index is not None else ''
+    """Polygon as a float [N, 2] array; accepts [[x, y], ...] or flat lists.
+
+    Coordinates must be JSON numbers: numpy would quietly parse ``"12"``.
+    """
+    where = _where(mask_index)
+    if not isinstance(polygon, (list, tuple, np.ndarray)):
+        raise BadRecordError(
+            f'{where}polygon must be a list of [x, y] points, got '
+            f'{type(polygon).__name__}', file, record)
+    if not isinstance(polygon, np.ndarray):
+        for bad in _non_numbers(polygon):
+            raise BadRecordError(
+                f'{where}polygon coordinates must be numbers, got '
+                f'{type(bad).__name__} {bad!r}', file, record)
     try:
         pts = np.asarray(polygon, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise BadRecordError(f'{where}polygon is not numeric ({exc})', file,
                              record) from None
     if pts.ndim == 1:
+        if pts.size == 2:
+            raise BadRecordError(
+                f'{where}polygon is a single point {polygon!r}; a polygon '
+                'is a list of [x, y] points (one nesting level missing?)',
+                file, record)
         if pts.size % 2:
             raise BadRecordError(
                 f'{where}flat polygon has an odd number of coordinates '
@@ -31,24 +64,54 @@ def _as_points(polygon, file=None, record=None, mask_index=None) -> np.ndarray:
         raise BadRecordError(
             f'{where}polygon must be a list of [x, y] points, got shape '
             f'{tuple(pts.shape)}', file, record)
-    if not np.all(np.isfinite(pts)):
-        raise BadRecordError(f'{where}polygon has non-finite coordinates',
-                             file, record)
+    finite = np.isfinite(pts)
+    if not finite.all():
+        point, axis = np.argwhere(~finite)[0]
+        raise BadRecordError(
+            f'{where}polygon point {point} has {"xy"[axis]} = '
+            f'{pts[point, axis]}; coordinates must be finite', file, record)
     return pts
+
+
+def _check_range(pts: np.ndarray, height: Optional[int],
+                 width: Optional[int], file, record, mask_index) -> None:
+    """Refuse coordinates far outside the image, before any integer cast.
+
+    A point may lie up to one image side outside the image (x in [-W, 2W],
+    y in [-H, 2H]); anything further is a broken annotation, and a value
+    such as 1e30 would overflow the int32 cast and fill the wrong pixels.
+    Without an image size, values must at least fit in int32.
+    """
+    limit = float(np.iinfo(np.int32).max)
+    for axis, name, side in ((0, 'x', width), (1, 'y', height)):
+        lo, hi = (-side, 2 * side) if side else (-limit, limit)
+        values = pts[:, axis]
+        outside = np.flatnonzero((values < lo) | (values > hi))
+        if outside.size:
+            point = int(outside[0])
+            where = f' for a {width}x{height} image' if side else ''
+            raise BadRecordError(
+                f'{_where(mask_index)}polygon point {point} has {name} = '
+                f'{values[point]:g}, outside the allowed range '
+                f'[{lo:.0f}, {hi:.0f}]{where}', file, record)
 
 
 def validate_polygon(polygon,
                      file: Optional[str] = None,
                      record: Optional[object] = None,
-                     mask_index: Optional[int] = None) -> np.ndarray:
+                     mask_index: Optional[int] = None,
+                     height: Optional[int] = None,
+                     width: Optional[int] = None) -> np.ndarray:
     """Check a polygon is usable and return it as an int32 [N, 2] array.
 
     A polygon is degenerate when it has fewer than 3 distinct points or zero
     area: filling it would give an empty or one-pixel-wide mask, which is
-    almost always an annotation error.
+    almost always an annotation error. With ``height``/``width``, points
+    must lie within one image side of the image (see :func:`_check_range`).
     """
     pts = _as_points(polygon, file, record, mask_index)
-    where = f'mask {mask_index}: ' if mask_index is not None else ''
+    _check_range(pts, height, width, file, record, mask_index)
+    where = _where(mask_index)
     distinct = np.unique(np.round(pts, 6), axis=0)
     if len(distinct) < 3:
         raise BadRecordError(
@@ -71,14 +134,15 @@ def polygons_to_mask(polygons: Sequence[Polygon],
     """Union of ``polygons`` as a uint8 {0, 1} mask of ``height x width``."""
     import cv2
     if len(polygons) == 0:
-        where = f'mask {mask_index}: ' if mask_index is not None else ''
+        where = _where(mask_index)
         raise BadRecordError(f'{where}empty polygon list', file, record)
     mask = np.zeros((height, width), dtype=np.uint8)
     for polygon in polygons:
-        pts = validate_polygon(polygon, file, record, mask_index)
+        pts = validate_polygon(polygon, file, record, mask_index, height,
+                               width)
         cv2.fillPoly(mask, [pts], 1)
     if not mask.any():
-        where = f'mask {mask_index}: ' if mask_index is not None else ''
+        where = _where(mask_index)
         raise BadRecordError(
             f'{where}polygons lie entirely outside the {width}x{height} '
             'image', file, record)
@@ -97,27 +161,54 @@ def decode_rle(rle: dict,
     the official loader would silently pair it with the wrong image.
     """
     from pycocotools import mask as mask_utils
-    where = f'mask {mask_index}: ' if mask_index is not None else ''
+    where = _where(mask_index)
     if not isinstance(rle, dict) or 'size' not in rle or 'counts' not in rle:
         raise BadRecordError(
             f'{where}RLE must be a dict with "size" and "counts"', file,
             record)
-    size = list(rle['size'])
+    size = rle['size']
+    if not (isinstance(size, (list, tuple)) and len(size) == 2
+            and all(_is_count(s) and s > 0 for s in size)):
+        raise BadRecordError(
+            f'{where}RLE "size" must be [height, width], got {size!r}', file,
+            record)
+    size = [int(s) for s in size]
     if height is not None and width is not None and size != [height, width]:
         raise BadRecordError(
             f'{where}RLE size {size} does not match the image size '
             f'[{height}, {width}] (as [h, w])', file, record)
     counts = rle['counts']
+    if isinstance(counts, list):
+        if not all(_is_count(c) and c >= 0 for c in counts):
+            raise BadRecordError(
+                f'{where}uncompressed RLE counts must be non-negative '
+                'integers', file, record)
+        if sum(counts) != size[0] * size[1]:
+            raise BadRecordError(
+                f'{where}uncompressed RLE counts sum to {sum(counts)}, not '
+                f'{size[0]} x {size[1]} = {size[0] * size[1]} pixels', file,
+                record)
+    elif not isinstance(counts, (str, bytes)):
+        raise BadRecordError(
+            f'{where}RLE "counts" must be a string or a list of integers, '
+            f'got {type(counts).__name__}', file, record)
     try:
         if isinstance(counts, list):
-            rle = mask_utils.frPyObjects(rle, size[0], size[1])
-        elif isinstance(counts, str):
-            rle = {'size': size, 'counts': counts.encode('ascii')}
+            rle = mask_utils.frPyObjects(dict(size=size, counts=counts),
+                                         size[0], size[1])
+        else:
+            if isinstance(counts, str):
+                counts = counts.encode('ascii')
+            rle = {'size': size, 'counts': counts}
         decoded = mask_utils.decode(rle)
     except Exception as exc:  # pycocotools raises bare Exceptions
         raise BadRecordError(f'{where}cannot decode RLE ({exc})', file,
                              record) from None
     return np.ascontiguousarray(decoded.astype(np.uint8))
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -145,7 +236,7 @@ def coco_segmentation_to_mask(segmentation: Union[list, dict],
     if not isinstance(segmentation, list) or len(segmentation) == 0:
         raise BadRecordError('empty or malformed segmentation', file, record)
     for part in segmentation:
-        validate_polygon(part, file, record)
+        validate_polygon(part, file, record, height=height, width=width)
     rles = mask_utils.frPyObjects(segmentation, height, width)
     mask = mask_utils.decode(rles)
     if mask.ndim == 3:

@@ -180,8 +180,11 @@ def test_corrupt_image_is_named(tmp_path):
      'mask 0: degenerate polygon with 2 distinct point(s)'),
     ([[[[1, 1], [5, 5], [9, 9]]], [[[1, 1], [5, 1], [5, 5]]]],
      'mask 0: degenerate polygon with zero area'),
-    ([[[[1, 1], [5, 1], [5, 5]]], [[[500, 500], [600, 500], [600, 600]]]],
+    ([[[[1, 1], [5, 1], [5, 5]]], [[[70, 50], [100, 50], [100, 80]]]],
      'mask 1: polygons lie entirely outside'),
+    ([[[[1, 1], [5, 1], [5, 5]]], [[[500, 5], [600, 5], [600, 20]]]],
+     'mask 1: polygon point 0 has x = 500, outside the allowed range '
+     '[-64, 128] for a 64x48 image'),
 ])
 def test_empty_or_degenerate_polygon(tmp_path, polygons, problem):
     ann = make_dataset(tmp_path, polygons=polygons)

@@ -79,7 +79,12 @@ class FormatChat(BaseTransform):
             results['gt_answer'] = answers
         else:
             text = self.template.render(turns)
-        ids = self.tokenizer.encode(text, add_special_tokens=True)
+        try:
+            ids = self.tokenizer.encode(text, add_special_tokens=True)
+        except Exception as exc:  # tokenizers raise many types
+            raise BadRecordError(
+                f'cannot tokenize the conversation ({type(exc).__name__}: '
+                f'{exc})', file, record) from None
         seg_positions = [i for i, t in enumerate(ids) if t == self.seg_id]
         if not self.for_generation and 'gt_masks' in results:
             n_masks = len(results['gt_masks'])

@@ -1,10 +1,9 @@
 """Loading images and masks, with errors that name the file and record."""
 import json
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from mmcv.transforms import BaseTransform
-from PIL import Image, UnidentifiedImageError
 
 from geopixel.registry import TRANSFORMS
 from geopixel.utils import BadRecordError
@@ -15,50 +14,84 @@ from geopixel.utils.masks import (
     stack_masks,
 )
 
-_HIGH_DEPTH_MODES = ('I;16', 'I;16B', 'I;16L', 'I', 'F')
+from ..base import declared_size
+from .image_io import DEFAULT_MAX_PIXELS, STRETCHES, read_image_rgb
 
 
-def read_image_rgb(path: str, record: Optional[object] = None) -> np.ndarray:
-    """An H x W x 3 uint8 RGB array from any image PIL reads.
+def check_image_size(shape: Sequence[int], expected: Sequence[tuple],
+                     img_path: str, file: Optional[str],
+                     record: Optional[object]) -> None:
+    """The decoded ``(h, w)`` must equal every ``(h, w, source)`` given.
 
-    Palette, grey and alpha images are converted to RGB (the official
-    training path converts too; its inference path forgets to). 16-bit and
-    float single-band rasters (common for remote sensing) are stretched
-    between their 2nd and 98th percentiles and repeated on three channels.
+    A size that disagrees means the annotation and the image do not belong
+    together (or one is corrupt); masks would be drawn on the wrong canvas.
     """
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in _HIGH_DEPTH_MODES:
-                band = np.asarray(img, dtype=np.float64)
-                lo, hi = np.percentile(band, (2, 98))
-                scale = 255.0 / (hi - lo) if hi > lo else 0.0
-                band = np.clip((band - lo) * scale, 0, 255).astype(np.uint8)
-                return np.ascontiguousarray(np.stack([band] * 3, axis=-1))
-            return np.array(img.convert('RGB'), dtype=np.uint8)
-    except FileNotFoundError:
-        raise BadRecordError('image file is missing', path, record) from None
-    except UnidentifiedImageError:
-        raise BadRecordError('not a readable image (corrupt or unsupported '
-                             'format)', path, record) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BadRecordError(f'corrupt image ({exc})', path,
-                             record) from None
+    h, w = shape
+    for exp_h, exp_w, source in expected:
+        if (exp_h, exp_w) != (h, w):
+            raise BadRecordError(
+                f'{source} gives the image as {exp_w}x{exp_h} (width x '
+                f'height) but {img_path} is {w}x{h}', file, record)
 
 
 @TRANSFORMS.register_module()
 class LoadImageRGB(BaseTransform):
     """Read ``img_path`` into ``img`` (H x W x 3 uint8, **RGB** order).
 
-    Adds ``ori_shape`` and ``img_shape`` as (h, w).
+    Adds ``ori_shape`` and ``img_shape`` as (h, w). When the dataset put
+    ``expected_sizes`` (``[(h, w, source), ...]``) in the sample, the
+    decoded size must match each.
+
+    Args:
+        max_pixels: refuse images of more pixels (width x height) than
+            this, checked from the header before decoding; ``None`` lifts
+            the cap. The default, ``2**28``, is 16384 x 16384.
+        bands: three band numbers (from 1, as GDAL numbers them) to show as
+            R, G, B; needed for images whose band count is not 1 or 3 (plus
+            alpha), e.g. ``(3, 2, 1)`` for a B-G-R-NIR raster.
+        stretch: how samples of more than 8 bits become 0-255:
+            ``'percentile'`` (2nd-98th percentile per band) or ``'range'``
+            (the type's full range; 0-1 for floats).
+
+    See ``geopixel/datasets/transforms/image_io.py`` for the full rules.
     """
 
+    def __init__(self,
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+                 bands: Optional[Sequence[int]] = None,
+                 stretch: str = 'percentile'):
+        if max_pixels is not None and not (isinstance(max_pixels, int)
+                                           and max_pixels > 0):
+            raise ValueError('max_pixels must be a positive int or None, got '
+                             f'{max_pixels!r}')
+        if bands is not None:
+            bands = tuple(bands)
+            if len(bands) != 3 or not all(
+                    isinstance(b, int) and b >= 1 for b in bands):
+                raise ValueError('bands must be three band numbers counted '
+                                 f'from 1, e.g. (3, 2, 1); got {bands!r}')
+        if stretch not in STRETCHES:
+            raise ValueError(f'stretch must be one of {STRETCHES}, got '
+                             f'{stretch!r}')
+        self.max_pixels = max_pixels
+        self.bands = bands
+        self.stretch = stretch
+
     def transform(self, results: dict) -> dict:
-        img = read_image_rgb(results['img_path'], results.get('record_id'))
+        record = results.get('record_id')
+        img = read_image_rgb(results['img_path'], record, self.max_pixels,
+                             self.bands, self.stretch)
+        check_image_size(img.shape[:2], results.get('expected_sizes', ()),
+                         results['img_path'], results.get('ann_file'),
+                         record)
         results['img'] = img
         results['ori_shape'] = img.shape[:2]
         results['img_shape'] = img.shape[:2]
         return results
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(max_pixels={self.max_pixels}, '
+                f'bands={self.bands}, stretch={self.stretch!r})')
 
 
 @TRANSFORMS.register_module()
@@ -72,11 +105,16 @@ class LoadGroundingMasks(BaseTransform):
       (filled with ``cv2.fillPoly`` and OR-ed, as the official loader does);
     * ``{'type': 'rle', 'rles': [...]}``: inline COCO RLE, one per ``[SEG]``;
     * ``{'type': 'coco', 'segmentations': [...]}``: COCO ``segmentation``
-      fields (flat polygons or RLE), one per ``[SEG]`` (RRSIS-D);
+      fields (flat polygons or RLE), one per ``[SEG]`` (RRSIS-D), with
+      optional ``file`` (where they are stored) and ``names`` (what to
+      call each in errors);
     * ``None``: a conversation without masks.
 
     The number of masks must equal ``results['num_segs']`` (the ``[SEG]``
-    count of the whole conversation).
+    count of the whole conversation). ``mask_instance_counts`` is the
+    number of polygons (instances) of each mask for polygon files, and
+    ``None`` for RLE and COCO sources, which do not say. A polygon file
+    that declares ``height``/``width`` must match the image.
     """
 
     def transform(self, results: dict) -> dict:
@@ -85,13 +123,20 @@ class LoadGroundingMasks(BaseTransform):
         record = results.get('record_id')
         file = results.get('ann_file')
         masks = []
-        instances = []  # polygons (instances) behind each mask
+        # instances (polygons) behind each mask; None where the source
+        # does not say (RLE and COCO segmentations)
+        instances = None
         if source is None:
-            pass
+            instances = []
         elif source['type'] == 'polygon_file':
             file = source['path']
-            polygons = self._read_polygons(file, record)
-            for k, mask_polygons in enumerate(polygons):
+            content = self._read_polygon_file(file, record)
+            declared = declared_size(content, file, record)
+            if declared:
+                check_image_size((h, w), [declared + ('the polygon file', )],
+                                 results['img_path'], file, record)
+            instances = []
+            for k, mask_polygons in enumerate(content['polygons']):
                 if not isinstance(mask_polygons, list):
                     raise BadRecordError(
                         f'mask {k}: expected a list of polygons, got '
@@ -103,16 +148,14 @@ class LoadGroundingMasks(BaseTransform):
             for k, rle in enumerate(source['rles']):
                 masks.append(decode_rle(rle, h, w, file, record, k))
         elif source['type'] == 'coco':
-            ann_hw = tuple(source.get('ann_hw') or ())
-            if ann_hw and None not in ann_hw and ann_hw != (h, w):
-                raise BadRecordError(
-                    f'the annotation file gives the image as {ann_hw[1]}x'
-                    f'{ann_hw[0]} but {results["img_path"]} is {w}x{h}',
-                    file, record)
-            for k, seg in enumerate(source['segmentations']):
+            file = source.get('file', file)
+            names = source.get('names') or [
+                f'mask {k}' for k in range(len(source['segmentations']))
+            ]
+            for seg, name in zip(source['segmentations'], names):
                 masks.append(
                     coco_segmentation_to_mask(seg, h, w, file,
-                                              f'{record} mask {k}'))
+                                              f'{record} {name}'))
         else:
             raise BadRecordError(f'unknown mask source {source["type"]!r}',
                                  file, record)
@@ -123,13 +166,11 @@ class LoadGroundingMasks(BaseTransform):
                 f'{len(masks)} mask(s); the k-th [SEG] must own the k-th '
                 'mask', file, record)
         results['gt_masks'] = stack_masks(masks, h, w)
-        # RLE and COCO segmentations do not say how many instances a mask
-        # joins; count them as one (the uni-target case)
-        results['mask_instance_counts'] = instances or [1] * len(masks)
+        results['mask_instance_counts'] = instances
         return results
 
     @staticmethod
-    def _read_polygons(path: str, record) -> list:
+    def _read_polygon_file(path: str, record) -> dict:
         try:
             with open(path, encoding='utf-8') as f:
                 content = json.load(f)
@@ -142,11 +183,10 @@ class LoadGroundingMasks(BaseTransform):
         if not isinstance(content, dict) or 'polygons' not in content:
             raise BadRecordError('polygon file has no "polygons" list', path,
                                  record)
-        polygons = content['polygons']
-        if not isinstance(polygons, list):
+        if not isinstance(content['polygons'], list):
             raise BadRecordError('"polygons" must be a list (one entry per '
                                  '[SEG])', path, record)
-        return polygons
+        return content
 
 
 @TRANSFORMS.register_module()
