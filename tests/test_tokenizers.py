@@ -84,3 +84,8 @@ def test_missing_folder_is_a_clear_error(tmp_path):
         InternLM2Tokenizer.from_pretrained(str(tmp_path / 'nope'))
     with pytest.raises(FileNotFoundError, match='tokenizer.model'):
         InternLM2Tokenizer.from_pretrained(str(tmp_path))
+
+
+def test_unencodable_text_is_a_clear_error(parity_tokenizer):
+    with pytest.raises(ValueError, match=r"position 4 .* '\\ud800'"):
+        parity_tokenizer.encode('the \ud800 pool')

@@ -109,3 +109,28 @@ def test_parse_phrases():
 def test_bad_conversations_are_named(bad):
     with pytest.raises(BadRecordError, match='file a.json, record #7'):
         normalise_turns(bad, 'a.json', '#7')
+
+
+def test_tokenizer_failure_is_a_named_bad_record(synthetic_root):
+    from geopixel.datasets import FormatChat
+    from geopixel.tokenizers import InternLM2Tokenizer
+    tokenizer = InternLM2Tokenizer.from_pretrained(
+        osp.join(synthetic_root, 'tokenizer'))
+    fmt = FormatChat(tokenizer=tokenizer)
+    # text that bypassed the load-time check (built in code, not read)
+    results = dict(conversations=[('user', 'Q?'), ('assistant', 'x \ud800')],
+                   record_id='#7', ann_file='a.json')
+    with pytest.raises(BadRecordError) as err:
+        fmt(results)
+    assert str(err.value).startswith('file a.json, record #7: cannot '
+                                     'tokenize the conversation (ValueError')
+    assert 'position' in str(err.value)
+
+
+def test_lone_surrogate_is_refused_when_turns_are_read():
+    turns = [{'from': 'human', 'value': 'Q?'},
+             {'from': 'gpt', 'value': 'ok \ud83d'}]
+    with pytest.raises(BadRecordError) as err:
+        normalise_turns(turns, 'a.json', '#1')
+    assert 'conversation turn 1' in str(err.value)
+    assert "position 3 (from 0) is '\\ud83d'" in str(err.value)

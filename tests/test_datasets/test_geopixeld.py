@@ -277,3 +277,66 @@ def test_skips_in_dataloader_workers_reach_the_main_process(tmp_path):
     assert len(batches) == 4
     assert all(b['record_id'] == ['#0 (id 5)'] for b in batches)
     assert ds.bad_record_summary()['skipped_at_runtime'] == 3
+
+
+def test_mask_instance_counts_known_for_polygons_unknown_for_rle(tmp_path):
+    """Polygon files count polygons per mask; RLE does not say: None."""
+    ann = make_dataset(tmp_path, polygons=[
+        [[[2, 2], [20, 2], [20, 20]], [[30, 30], [40, 30], [40, 40]]],
+        [[[30, 5], [40, 5], [40, 15]]]])
+    pack = [*LOAD, dict(type=PackGeoPixelInputs)]
+    sample = GeoPixelDDataset(ann_file=ann, pipeline=pack)[0]
+    assert sample['data_samples'].mask_instance_counts == [2, 1]
+    records = json.load(open(ann))
+    del records[0]['polygons']
+    records[0]['segmentation'] = [encode_rle(np.ones((48, 64), np.uint8))
+                                  ] * 2
+    json.dump(records, open(ann, 'w'))
+    results = GeoPixelDDataset(ann_file=ann, pipeline=LOAD)[0]
+    assert results['mask_instance_counts'] is None
+    sample = GeoPixelDDataset(ann_file=ann, pipeline=pack)[0]
+    assert sample['data_samples'].mask_instance_counts is None
+    assert sample['data_samples'].gt_masks.shape == (2, 48, 64)
+
+
+def test_declared_sizes_are_checked(tmp_path):
+    ann = make_dataset(tmp_path)
+    records = json.load(open(ann))
+    records[0]['height'] = 48  # width missing
+    json.dump(records, open(ann, 'w'))
+    with pytest.raises(BadRecordError, match='"height" and "width" must '
+                       'both be positive integers'):
+        GeoPixelDDataset(ann_file=ann, pipeline=LOAD)
+    records[0].update(height=48, width=64)
+    json.dump(records, open(ann, 'w'))
+    assert GeoPixelDDataset(ann_file=ann, pipeline=LOAD)[0]['gt_masks'] \
+        .shape == (2, 48, 64)
+    # the per-image polygon file may declare a size too
+    poly = tmp_path / 'data' / 'GeoPixelD' / 'train' / 'x.json'
+    content = json.load(open(poly))
+    content.update(height=64, width=48)
+    json.dump(content, open(poly, 'w'))
+    with pytest.raises(BadRecordError) as err:
+        GeoPixelDDataset(ann_file=ann, pipeline=LOAD)[0]
+    assert 'x.json' in str(err.value) and '#0 (id 5)' in str(err.value)
+    assert 'the polygon file gives the image as 48x64' in str(err.value)
+
+
+def test_per_image_json_is_checked_at_load(tmp_path):
+    make_dataset(tmp_path)
+    folder = tmp_path / 'data' / 'GeoPixelD' / 'train'
+    poly = folder / 'x.json'
+    content = json.load(open(poly))
+    good = dict(content, gcg_description='A <p> a </p> [SEG] and <p> b '
+                '</p> [SEG].')
+    for broken, problem in (
+            (dict(good, gcg_description=['list']), 'must be text'),
+            (dict(good, gcg_description='a \udfff'), 'position 2'),
+            (dict(good, polygons='p.json'), '"polygons" must be a list')):
+        json.dump(broken, open(poly, 'w'))
+        with pytest.raises(BadRecordError) as err:
+            GeoPixelDDataset(ann_file=str(folder), pipeline=LOAD)
+        assert 'x.json' in str(err.value) and problem in str(err.value)
+    json.dump(dict(good, height=48, width=64), open(poly, 'w'))
+    ds = GeoPixelDDataset(ann_file=str(folder), pipeline=LOAD)
+    assert ds[0]['gt_masks'].shape == (2, 48, 64)

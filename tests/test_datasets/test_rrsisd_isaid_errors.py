@@ -12,6 +12,7 @@ from geopixel.datasets import (
     LoadImageRGB,
     RRSISDDataset,
 )
+from geopixel.datasets.base import parse_guarded
 from geopixel.datasets.rrsisd import load_refs
 from geopixel.utils import BadRecordError
 
@@ -98,3 +99,133 @@ def test_isaid_rejects_foreign_categories(synthetic_root, tmp_path):
             data_root=str(root),
             ann_file='annotations/instancesonly_filtered_val.json',
             data_prefix=dict(img_path='images/val/'))
+
+
+def edit_instances(root, fn):
+    path = root / 'rrsisd' / 'instances.json'
+    coco = json.load(open(path))
+    coco = fn(coco)
+    json.dump(coco, open(path, 'w'))
+
+
+def test_instances_structure_is_file_level(rrsis_copy):
+    for edit, problem in (
+            (lambda c: dict(c, images={}), '"images" must be a list'),
+            (lambda c: {'images': c['images']},
+             '"annotations" must be a list, got NoneType')):
+        original = json.load(open(rrsis_copy / 'rrsisd' / 'instances.json'))
+        edit_instances(rrsis_copy, edit)
+        for policy in ('raise', 'skip'):
+            with pytest.raises(BadRecordError, match=problem):
+                RRSISDDataset(data_root=str(rrsis_copy), split='train',
+                              on_bad_record=policy)
+        edit_instances(rrsis_copy, lambda c: original)
+
+
+def test_duplicate_annotation_id_is_refused_not_overwritten(rrsis_copy):
+    refs = pickle.load(open(rrsis_copy / 'rrsisd' / 'refs(unc).p', 'rb'))
+    ref = next(r for r in refs if r['split'] == 'train')
+
+    def duplicate(coco):
+        ann = next(a for a in coco['annotations'] if a['id'] == ref['ann_id'])
+        coco['annotations'].append(dict(ann, segmentation=[[0, 0, 9, 0, 9,
+                                                            9]]))
+        return coco
+
+    edit_instances(rrsis_copy, duplicate)
+    with pytest.raises(BadRecordError,
+                       match=f'annotation id {ref["ann_id"]} appears more'):
+        RRSISDDataset(data_root=str(rrsis_copy), split='train')
+    ds = RRSISDDataset(data_root=str(rrsis_copy), split='train',
+                       on_bad_record='skip')
+    assert any(f'ref_id {ref["ref_id"]} ' in m and 'more than once' in m
+               for m in ds.load_skipped)
+    assert ref['ref_id'] not in {ds.get_data_info(i)['ref_id']
+                                 for i in range(len(ds))}
+
+
+def test_image_without_file_name(rrsis_copy):
+    def drop_file_name(coco):
+        del coco['images'][0]['file_name']
+        return coco
+
+    edit_instances(rrsis_copy, drop_file_name)
+    with pytest.raises(BadRecordError) as err:
+        RRSISDDataset(data_root=str(rrsis_copy), split='train')
+    assert 'instances.json' in str(err.value)
+    assert 'record image #0: image has no "file_name"' in str(err.value)
+
+
+def test_a_sentence_that_is_not_a_dict_loses_only_itself(rrsis_copy):
+    clean = len(RRSISDDataset(data_root=str(rrsis_copy), split='train'))
+
+    def bad_sentence(refs):
+        ref = next(r for r in refs if r['split'] == 'train')
+        ref['sentences'].append('raw text')
+        return refs
+
+    edit_refs(rrsis_copy, bad_sentence)
+    with pytest.raises(BadRecordError, match='sentence must be a dict'):
+        RRSISDDataset(data_root=str(rrsis_copy), split='train')
+    ds = RRSISDDataset(data_root=str(rrsis_copy), split='train',
+                       on_bad_record='skip')
+    assert len(ds) == clean and len(ds.load_skipped) == 1
+
+
+def test_unforeseen_errors_become_named_bad_records():
+    err = parse_guarded(lambda: {}['missing'], 'a.json', '#3')
+    assert isinstance(err, BadRecordError)
+    assert str(err) == ("file a.json, record #3: malformed record "
+                        "(KeyError: 'missing')")
+    assert parse_guarded(lambda: 5, 'a.json', '#3') == 5
+
+
+@pytest.fixture
+def isaid_copy(synthetic_root, tmp_path):
+    root = tmp_path / 'isaid'
+    shutil.copytree(osp.join(synthetic_root, 'isaid'), root)
+    return root
+
+
+def isaid_dataset(root, policy='raise'):
+    return ISAIDDataset(
+        data_root=str(root),
+        ann_file='annotations/instancesonly_filtered_train.json',
+        data_prefix=dict(img_path='images/train/'),
+        on_bad_record=policy)
+
+
+def edit_isaid(root, fn):
+    path = root / 'annotations' / 'instancesonly_filtered_train.json'
+    json.dump(fn(json.load(open(path))), open(path, 'w'))
+
+
+def test_isaid_structure_errors(isaid_copy):
+    clean = len(isaid_dataset(isaid_copy))
+
+    def nan_bbox(coco):
+        ann = next(a for a in coco['annotations'] if a['image_id'] == 1)
+        ann['bbox'][2] = float('nan')
+        coco['images'][2]['file_name'] = None
+        return coco
+
+    edit_isaid(isaid_copy, nan_bbox)
+    with pytest.raises(BadRecordError, match='bbox must be'):
+        isaid_dataset(isaid_copy)
+    ds = isaid_dataset(isaid_copy, 'skip')
+    assert len(ds) == clean - 2
+    assert any('image_id 2' in m and '"file_name" must be text' in m
+               for m in ds.load_skipped)
+    edit_isaid(isaid_copy, lambda coco: dict(coco, images={}))
+    for policy in ('raise', 'skip'):
+        with pytest.raises(BadRecordError, match='"images" must be a list'):
+            isaid_dataset(isaid_copy, policy)
+
+
+def test_rrsisd_masks_do_not_claim_an_instance_count(rrsis_copy):
+    ds = RRSISDDataset(data_root=str(rrsis_copy), split='val',
+                       pipeline=[dict(type=LoadImageRGB),
+                                 dict(type=LoadGroundingMasks)])
+    results = ds[0]
+    assert results['gt_masks'].shape[0] == 1
+    assert results['mask_instance_counts'] is None
