@@ -366,7 +366,8 @@ class InternLM2Tokenizer:
 
 
 class _Encoding(dict):
-    """Minimal BatchEncoding stand-in: ``enc.input_ids`` and ``enc['input_ids']``."""
+    """Minimal BatchEncoding stand-in: ``enc.input_ids`` and
+    ``enc['input_ids']``."""
 
     def __init__(self, input_ids: List[int]):
         super().__init__(input_ids=input_ids)

@@ -52,7 +52,8 @@ def test_ids_and_official_labels_match(train_fixture, sample_record,
     assert labels == tensors['labels'][n_image:].tolist()
     assert sum(label != IGNORE_INDEX for label in labels) == \
         meta['num_supervised_labels']
-    seg = [i + n_image for i, t in enumerate(ids) if t == tok.token_id('[SEG]')]
+    seg_id = tok.token_id('[SEG]')
+    seg = [i + n_image for i, t in enumerate(ids) if t == seg_id]
     assert seg == meta['seg_positions']
 
 
@@ -103,9 +104,11 @@ def test_parse_phrases():
     assert parse_phrases(text) == ['tennis court-1', 'x']
 
 
-@pytest.mark.parametrize('bad', [None, [], [{'from': 'human'}],
-                                 [{'from': 'human', 'value': 'only a question'}],
-                                 [{'from': 'bot', 'value': 3}]])
+@pytest.mark.parametrize('bad', [
+    None, [], [{'from': 'human'}],
+    [{'from': 'human', 'value': 'only a question'}],
+    [{'from': 'bot', 'value': 3}]
+])
 def test_bad_conversations_are_named(bad):
     with pytest.raises(BadRecordError, match='file a.json, record #7'):
         normalise_turns(bad, 'a.json', '#7')

@@ -40,6 +40,20 @@ def test_our_pixel_cap_governs_not_pils(tmp_path, monkeypatch):
     assert Image.MAX_IMAGE_PIXELS == 1000  # restored
 
 
+def test_truncated_file_is_an_error_even_if_pil_was_told_to_pad(
+        tmp_path, monkeypatch):
+    from PIL import ImageFile
+    path = tmp_path / 'x.png'
+    noise = np.random.default_rng(5).integers(0, 255, (64, 64, 3))
+    Image.fromarray(noise.astype(np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:2000])
+    monkeypatch.setattr(ImageFile, 'LOAD_TRUNCATED_IMAGES', True)
+    Image.open(path).load()  # PIL alone pads the missing rows silently
+    with pytest.raises(BadRecordError, match='truncated'):
+        read_image_rgb(str(path), 'r')
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored
+
+
 def test_cap_is_checked_from_a_tiff_header(tmp_path):
     path = tmp_path / 'x.tif'
     tifffile.imwrite(path, np.zeros((40, 50, 4), np.uint16),

@@ -76,7 +76,8 @@ def test_refs_pickle_with_code_is_refused(tmp_path):
 
     path = tmp_path / 'refs(unc).p'
     pickle.dump([Evil()], open(path, 'wb'))
-    with pytest.raises(BadRecordError, match='refusing to load builtins.print'):
+    with pytest.raises(BadRecordError,
+                       match='refusing to load builtins.print'):
         load_refs(str(path))
 
 

@@ -6,7 +6,8 @@ The rules (also in ``docs/en/user_guides/datasets.md``):
   than ``max_pixels`` pixels (width x height; default ``2**28``, i.e.
   16384 x 16384) is refused before it is decoded. ``None`` lifts the cap.
   PIL's own decompression-bomb limit is lifted while we decode, so our cap
-  is the one that governs.
+  is the one that governs. Truncated files are errors even where
+  ``ImageFile.LOAD_TRUNCATED_IMAGES`` was set.
 * **8-bit images** (grey, palette, RGB, RGBA, CMYK, bilevel) become RGB as
   PIL converts them; alpha is dropped.
 * **More than 8 bits per sample** (16/32-bit integers, floats) are decoded
@@ -28,7 +29,7 @@ import threading
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from geopixel.utils import BadRecordError
 
@@ -100,24 +101,28 @@ def _check_pixels(width, height, max_pixels, path, record) -> None:
 
 
 @contextlib.contextmanager
-def _pil_bomb_limit_lifted():
-    """PIL's global decompression-bomb limit, off for one decode.
+def _pil_settings_for_one_decode():
+    """PIL's global limits, set for one decode and then restored.
 
-    ``max_pixels`` has been checked from the header by then; PIL's limit
-    (about 179 megapixels) would otherwise override a user's higher cap.
-    The lock keeps concurrent decodes from restoring the wrong value.
+    The decompression-bomb limit (about 179 megapixels) is lifted: by then
+    ``max_pixels`` has been checked from the header, and PIL's limit would
+    otherwise override a user's higher cap. Truncated files are always
+    errors, even where other code set ``LOAD_TRUNCATED_IMAGES`` (PIL would
+    fill the missing part silently). The lock keeps concurrent decodes from
+    restoring the wrong values.
     """
     with _PIL_LIMIT_LOCK:
-        saved = Image.MAX_IMAGE_PIXELS
+        saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
         Image.MAX_IMAGE_PIXELS = None
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
         try:
             yield
         finally:
-            Image.MAX_IMAGE_PIXELS = saved
+            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
 def _decode_pil(path, record, max_pixels, keep_bands):
-    with _pil_bomb_limit_lifted():
+    with _pil_settings_for_one_decode():
         with Image.open(path) as img:
             _check_pixels(img.width, img.height, max_pixels, path, record)
             img.load()
@@ -142,8 +147,9 @@ def _decode_png16(path, record, height, width):
     import cv2
     samples = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
     if samples is None or samples.shape[:2] != (height, width):
-        raise BadRecordError('corrupt 16-bit PNG (OpenCV cannot decode it)',
-                             path, record)
+        raise BadRecordError(
+            'OpenCV cannot decode this 16-bit PNG (corrupt, or over its '
+            'CV_IO_MAX_IMAGE_PIXELS limit)', path, record)
     if samples.ndim == 2:
         return samples[..., None], False
     channels = samples.shape[2]
