@@ -74,9 +74,9 @@ def sims(gt, pred):
 def test_recall_count_mismatch_follows_the_reference():
     gt = [box(0, 10, 0, 10), box(12, 22, 12, 22)]
     # more masks than phrases: the greedy loop reaches mask 1, which has no
-    # phrase: the reference fails and the whole image scores 0
+    # phrase: the reference fails (None) and the whole image scores 0
     pred = [box(0, 10, 0, 9), box(12, 22, 12, 22)]
-    assert image_recall_matches(gt, pred, ['a', 'b'], ['a'], sims) == []
+    assert image_recall_matches(gt, pred, ['a', 'b'], ['a'], sims) is None
     # more phrases than masks never fails
     assert image_recall_matches(gt, pred[:1], ['a', 'b'], ['a', 'b'],
                                 sims) == [(0, 0)]
@@ -88,12 +88,56 @@ def test_recall_count_mismatch_follows_the_reference():
     assert image_recall_matches(gt, gt, ['a', 'b'], ['x', 'y'], sims) == []
 
 
+def test_recall_failure_applies_without_a_text_scorer():
+    """GLaMM's IndexError comes from the (labels x phrases) matrix shape,
+    so IoU-only recall fails on the same images (it used not to)."""
+    gt = [box(0, 10, 0, 10), box(12, 22, 12, 22)]
+    pred = [box(0, 10, 0, 9), box(12, 22, 12, 22)]  # 2 masks, 1 phrase
+    # pair (1, 1) (IoU 1) is taken first and points past the phrase list;
+    # the match (0, 0) that would follow is never reached
+    assert image_recall_matches(gt, pred, ['a', 'b'], ['a']) is None
+    # a match found before the failing pair is lost too
+    first = [box(12, 22, 12, 22), box(0, 10, 0, 9)]  # (1, 0) then (0, 1)
+    assert image_recall_matches(gt, first, ['a', 'b'], ['b']) is None
+    # more GT masks than labels: a passing pair on GT mask 1 fails too
+    assert image_recall_matches(gt, gt, ['a'], ['a', 'b']) is None
+    # ... but only once the IoU test passes: a low-IoU pair stops first
+    low = [box(0, 10, 0, 10), box(25, 32, 25, 32)]
+    assert image_recall_matches(gt, low, ['a', 'b'], ['a']) == [(0, 0)]
+    # no phrase at all and a passing pair: fails; no passing pair: no match
+    assert image_recall_matches(gt, gt, ['a', 'b'], []) is None
+    assert image_recall_matches(gt, [], ['a', 'b'], []) == []
+
+
+def test_recall_ties_go_row_major():
+    gt = [box(0, 10, 0, 10), box(0, 10, 0, 10)]  # two identical GT masks
+    pred = [box(0, 10, 0, 10)]
+    # IoU 1 with both: the first GT row wins
+    assert image_recall_matches(gt, pred, ['a', 'b'], ['a']) == [(0, 0)]
+
+
 def test_count_mismatch_adds_no_true_positive_but_counts_gt():
     gt = [box(0, 10, 0, 10), box(12, 22, 12, 22)]
     recs = [record('a', gt, ['a', 'b'], phrases=['a']),
             record('b', gt, ['a', 'b'])]
-    scores = score_gcg(recs, sims, with_captions=False)
-    assert scores['Recall'] == 50.0  # 2 TP out of 4 GT phrases
+    for scorer, key in ((sims, 'Recall'), (None, 'Recall (IoU-only)')):
+        scores = score_gcg(recs, scorer, with_captions=False)
+        assert scores[key] == 50.0  # 2 TP out of 4 GT phrases
+        assert scores['recall_failed_images'] == 1
+    assert 'Recall' not in score_gcg(recs, with_captions=False)
+
+
+def test_failed_image_gives_no_true_positive_to_any_kind():
+    uni, multi = box(0, 10, 0, 10), box(12, 22, 12, 22)
+    failing = record('a', [uni, multi], ['car', 'cars'],
+                     kinds=['uni', 'multi'], phrases=['car'])
+    fine = record('b', [uni, multi], ['car', 'cars'],
+                  kinds=['uni', 'multi'])
+    s = score_gcg([failing, fine], with_captions=False)
+    # denominators: 2 labels per image, one of each kind
+    assert s['Recall (IoU-only)'] == 50.0
+    assert s['uni/Recall (IoU-only)'] == 50.0
+    assert s['multi/Recall (IoU-only)'] == 50.0
 
 
 def reference_ap50(recs):
@@ -157,9 +201,22 @@ def test_uni_multi_split_ignores_the_other_kind():
     s = score_gcg([only_multi], with_captions=False)
     assert s['uni/mIoU'] == 0.0 and s['multi/mIoU'] == 100.0
     assert s['mIoU'] == 100.0  # matched pairs only
-    assert s['uni/Recall'] == 0.0 and s['multi/Recall'] == 100.0
+    assert s['uni/Recall (IoU-only)'] == 0.0
+    assert s['multi/Recall (IoU-only)'] == 100.0
 
 
+def test_unknown_kinds_give_no_split():
+    uni, multi = box(0, 10, 0, 10), box(15, 30, 15, 30)
+    known = record('a', [uni], ['car'], kinds=['uni'])
+    unknown = dict(record('b', [multi], ['cars']), gt_kinds=None)
+    s = score_gcg([known, unknown], with_captions=False)
+    assert s['AP50'] == pytest.approx(100.0)
+    for key in ('uni/AP50', 'uni/mIoU', 'multi/AP50',
+                'multi/Recall (IoU-only)'):
+        assert s[key] is None, key  # null, never NaN nor "all uni"
+
+
+@pytest.mark.slow
 @needs_java
 def test_perfect_prediction_and_caption_metrics_equal_pycocoevalcap():
     from pycocoevalcap.cider.cider import Cider
@@ -171,7 +228,7 @@ def test_perfect_prediction_and_caption_metrics_equal_pycocoevalcap():
     recs = [record(f'i{k}', [box(0, 8, 0, 8)], ['x'], caption=c)
             for k, c in enumerate(caps)]
     perfect = score_gcg(recs)
-    for key in ('AP50', 'mIoU', 'Recall', 'METEOR'):
+    for key in ('AP50', 'mIoU', 'Recall (IoU-only)', 'METEOR'):
         assert perfect[key] == pytest.approx(100.0), key
     assert perfect['CIDEr'] == pytest.approx(1000.0)  # CIDEr-D scale
     cands = ['a white plane at top left', 'ships on the water',
@@ -189,10 +246,14 @@ def test_perfect_prediction_and_caption_metrics_equal_pycocoevalcap():
 
 
 @needs_java
-def test_single_image_cider_is_zero():
+def test_single_image_cider_is_zero_and_the_java_tools_are_quiet(capfd):
     scores = caption_scores({'a': 'two ships on the water'},
                             {'a': 'two ships on the water'})
     assert scores['CIDEr'] == 0.0 and scores['METEOR'] == pytest.approx(1.0)
+    # the tokenizer's "PTBTokenizer tokenized ..." goes to the process's
+    # stderr, which only a file-descriptor redirect hides
+    captured = capfd.readouterr()
+    assert captured.out == '' and captured.err == ''
 
 
 def test_gt_converter_and_prediction_folder(synthetic_root, tmp_path):
@@ -242,7 +303,8 @@ def test_gt_converter_and_prediction_folder(synthetic_root, tmp_path):
     ], check=True, capture_output=True, env={'PYTHONPATH': REPO,
                                             'PATH': '/usr/bin:/bin'})
     scores = json.load(open(res))
-    for key in ('AP50', 'mIoU', 'Recall', 'uni/AP50', 'multi/AP50'):
+    for key in ('AP50', 'mIoU', 'Recall (IoU-only)', 'uni/AP50',
+                'multi/AP50'):
         assert scores[key] == pytest.approx(100.0), key
     assert scores['recall_text_similarity'] == 'iou_only'
 

@@ -36,6 +36,12 @@ def main(argv=None):
     paths = write_glamm_gt(args.out_dir, args.split, captions, masks)
     print(f'{len(captions["images"])} images, {len(masks["annotations"])} '
           f'masks -> {paths[0]}, {paths[1]}')
+    unknown = sum('num_instances' not in a for a in masks['annotations'])
+    if unknown:
+        print(f'{unknown} mask(s) have no "num_instances": their source '
+              '(RLE) does not say how many instances a mask joins, so '
+              'eval_predictions.py reports no uni/multi-target split unless '
+              'given --kinds connected-components (an approximation)')
 
 
 if __name__ == '__main__':
