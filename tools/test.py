@@ -27,8 +27,9 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
         '--out',
-        help='a folder: write one GLaMM-format prediction file per image '
-        '(RS-GCG); a .pkl file: dump the raw predictions')
+        help='a folder: write prediction files (RS-GCG: one GLaMM-format '
+        'JSON per image; RRSIS-D: one {sent_id}.png mask per sentence); a '
+        '.pkl file: dump the raw predictions')
     parser.add_argument(
         '--show-dir',
         help='write ground-truth / prediction overlays to this folder')
@@ -72,14 +73,14 @@ def main(argv=None):
     if args.out and not pickle_out:
         evaluators = cfg.test_evaluator if isinstance(
             cfg.test_evaluator, list) else [cfg.test_evaluator]
-        gcg = [e for e in evaluators
-               if getattr(e['type'], '__name__', e['type']).endswith(
-                   'GCGMetric')]
-        if not gcg:
-            raise SystemExit('--out DIR writes GLaMM prediction files and '
-                             'needs a GCGMetric; use --out file.pkl for '
-                             'raw predictions')
-        for metric in gcg:
+        writers = [e for e in evaluators
+                   if getattr(e['type'], '__name__', e['type']).endswith(
+                       ('GCGMetric', 'RRSISMetric'))]
+        if not writers:
+            raise SystemExit('--out DIR writes prediction files and needs a '
+                             'GCGMetric or an RRSISMetric; use --out '
+                             'file.pkl for raw predictions')
+        for metric in writers:
             metric['prediction_dir'] = args.out
     runner = Runner.from_cfg(cfg)
     model = runner.model.module if is_model_wrapper(

@@ -1,6 +1,7 @@
 """RRSIS metric against hand-computed cases and the protocol's edge cases."""
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from geopixel.evaluation.metrics import RRSISMetric
@@ -68,3 +69,56 @@ def test_480_mode_uses_pil_nearest():
     iou = (small[0] & small[1]).sum() / (small[0] | small[1]).sum()
     assert s['mIoU'] == pytest.approx(iou * 100)
     assert s['mIoU'] != pytest.approx(score([(pred, gt)])['mIoU'], abs=1e-6)
+
+
+def test_prediction_shapes():
+    gt = box(8, 6, 1, 5, 1, 5)
+    logits = np.where(gt, 1.0, -1.0).astype(np.float32)
+    ref = score([(gt, gt)])
+    # one [H, W] mask of exactly the GT's shape is the prediction
+    metric = RRSISMetric()
+    metric.process(None, [dict(pred_masks=logits, gt_masks=gt[None])])
+    assert metric.compute_metrics(metric.results) == ref
+    # [N, H, W]: the first mask is the prediction; N = 0 is empty
+    metric = RRSISMetric()
+    metric.process(None, [
+        dict(pred_masks=torch.from_numpy(np.stack([logits, -logits])),
+             gt_masks=torch.from_numpy(gt[None].astype(np.uint8))),
+        dict(pred_masks=np.zeros((0, 8, 6), np.float32), gt_masks=gt)])
+    assert metric.compute_metrics(metric.results)['mIoU'] == 50.0
+
+
+@pytest.mark.parametrize('pred_shape', [(6, 8), (1, 6), (1, 8, 7), (8, 6, 1),
+                                        (2, 1, 8, 6)])
+def test_wrong_prediction_shape_is_an_error(pred_shape):
+    gt = box(8, 6, 1, 5, 1, 5)
+    sample = dict(pred_masks=np.ones(pred_shape, np.float32),
+                  gt_masks=gt[None], img_path='/data/img_7.jpg', ref_id=3,
+                  sent_id=41)
+    metric = RRSISMetric()
+    with pytest.raises(ValueError) as err:
+        metric.process(None, [sample])
+    message = str(err.value)
+    assert 'img_7.jpg' in message and 'sent_id 41' in message
+    assert str(list(pred_shape)) in message and '[8, 6]' in message
+    assert metric.results == []
+
+
+def test_gt_must_be_one_mask():
+    gt = np.zeros((2, 8, 8), np.uint8)
+    with pytest.raises(ValueError, match=r'sent_id 5.*\(2, 8, 8\)'):
+        RRSISMetric().process(None, [dict(pred_masks=None, gt_masks=gt,
+                                          sent_id=5)])
+
+
+def test_prediction_dir_writes_one_png_per_sentence(tmp_path):
+    gt = box(8, 6, 1, 5, 1, 5)
+    metric = RRSISMetric(prediction_dir=str(tmp_path), resolution=480)
+    metric.process(None, [dict(sample(gt, gt), sent_id=12),
+                          dict(sample(None, gt), sent_id=13)])
+    written = np.asarray(Image.open(tmp_path / '12.png'))
+    assert written.shape == (8, 6)  # original size, not 480
+    assert ((written > 0) == gt).all()
+    assert not np.asarray(Image.open(tmp_path / '13.png')).any()
+    with pytest.raises(ValueError, match='no sent_id'):
+        metric.process(None, [sample(gt, gt)])
