@@ -22,11 +22,11 @@ import os
 import os.path as osp
 from typing import Dict, List, Sequence, Tuple
 
-from geopixel.utils import BadRecordError, encode_rle
+from geopixel.utils import BadRecordError, decode_rle, encode_rle
 from .files import (FolderReport, check_known_ids, json_type, pick_files,
                     read_json)
 from .gcg import clean_caption, parse_phrases, rle_area, rle_bbox
-from .rle import decode_checked_rle
+from .rle import check_rle
 
 
 def glamm_gt_from_dataset(dataset, progress=None) -> Tuple[dict, dict]:
@@ -236,13 +236,14 @@ def _gt_masks(mask_gt: dict, images: dict, file: str,
                     f'image {image_id} has no height/width and its mask '
                     'has no valid RLE size', file, record)
             image['size'] = tuple(size)
-        mask = decode_checked_rle(ann['segmentation'], *image['size'], file,
-                                  f'{record} (image {image_id})')
-        if not mask.any():
+        where = f'{record} (image {image_id})'
+        if not check_rle(ann['segmentation'], *image['size'], file, where):
             raise BadRecordError('ground-truth mask is empty', file, record)
         count = ann.get('num_instances')
         if kinds == 'connected-components':
             import cv2
+            mask = decode_rle(ann['segmentation'], *image['size'], file,
+                              where)
             count = cv2.connectedComponents(mask, connectivity=8)[0] - 1
         elif count is None:
             unknown += 1
@@ -311,7 +312,7 @@ def records_from_files(caption_gt_file: str,
                 'to take them from, so its predicted masks cannot be '
                 'checked', caption_gt_file, image_id)
         for k, rle in enumerate(pred['pred_masks']):
-            decode_checked_rle(rle, *size, path, f'image_id {image_id}', k)
+            check_rle(rle, *size, path, f'image_id {image_id}', k)
         records.append(dict(
             image_id=image_id,
             size=size,

@@ -24,9 +24,11 @@ def rle_runs(counts) -> List[int]:
             raise ValueError('counts list holds a non-integer')
         runs = counts
     elif isinstance(counts, (str, bytes)):
-        runs = _compressed_runs(
-            counts.encode('latin-1', 'replace') if isinstance(
-                counts, str) else counts)
+        if isinstance(counts, str):
+            if not counts.isascii():
+                raise ValueError('counts hold a non-ASCII character')
+            counts = counts.encode('ascii')
+        runs = _compressed_runs(counts)
     else:
         raise ValueError('counts must be a string or a list of integers, '
                          f'got {type(counts).__name__}')
@@ -58,15 +60,15 @@ def _compressed_runs(data: bytes) -> List[int]:
     return runs
 
 
-def decode_checked_rle(rle,
-                       height: int,
-                       width: int,
-                       file: Optional[str] = None,
-                       record: Optional[object] = None,
-                       mask_index: Optional[int] = None) -> np.ndarray:
-    """Decode an RLE that must be a well-formed ``height x width`` mask;
-    anything else is a :class:`BadRecordError` naming file, record and
-    mask."""
+def check_rle(rle,
+              height: int,
+              width: int,
+              file: Optional[str] = None,
+              record: Optional[object] = None,
+              mask_index: Optional[int] = None) -> int:
+    """Check that ``rle`` is a well-formed ``height x width`` mask without
+    decoding it; returns its foreground pixel count. Anything else is a
+    :class:`BadRecordError` naming file, record and mask."""
     where = f'mask {mask_index}: ' if mask_index is not None else ''
     if not isinstance(rle, dict) or not {'size', 'counts'} <= set(rle):
         raise BadRecordError(
@@ -84,14 +86,25 @@ def decode_checked_rle(rle,
             f'{where}RLE size {list(size)} does not match the image size '
             f'[{height}, {width}] (both as [height, width])', file, record)
     try:
-        covered = sum(rle_runs(rle['counts']))
+        runs = rle_runs(rle['counts'])
     except ValueError as exc:
         raise BadRecordError(f'{where}malformed RLE counts ({exc})', file,
                              record) from None
-    if covered != height * width:
+    if sum(runs) != height * width:
         raise BadRecordError(
-            f'{where}malformed RLE counts: they cover {covered} pixels, '
+            f'{where}malformed RLE counts: they cover {sum(runs)} pixels, '
             f'not {height} x {width} = {height * width}', file, record)
+    return sum(runs[1::2])  # runs alternate 0s and 1s, starting with 0s
+
+
+def decode_checked_rle(rle,
+                       height: int,
+                       width: int,
+                       file: Optional[str] = None,
+                       record: Optional[object] = None,
+                       mask_index: Optional[int] = None) -> np.ndarray:
+    """:func:`check_rle`, then decode it (uint8 {0, 1})."""
+    check_rle(rle, height, width, file, record, mask_index)
     return decode_rle(rle, height, width, file, record, mask_index)
 
 
