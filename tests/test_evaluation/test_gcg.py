@@ -330,3 +330,57 @@ def test_bert_text_scorer_from_a_local_folder(tmp_path):
         1.0)
     with pytest.raises(FileNotFoundError, match='IoU-only'):
         BertMeanPoolScorer(str(tmp_path / 'missing'))
+
+
+def literal_reference_recall(recs, text_sim=1.0):
+    """GLaMM's recall loop as a literal program (our reading of
+    evaluate.py): a (labels x phrases) similarity matrix indexed with the
+    max-IoU pair after the IoU test, the image body inside try/except."""
+    from geopixel.evaluation.gcg import iou_matrix
+    from geopixel.utils import decode_rle
+    tp = positives = 0
+    for rec in recs:
+        try:
+            labels, phrases = rec['gt_labels'], rec['pred_phrases']
+            positives += len(labels)
+            ious = iou_matrix([decode_rle(r) for r in rec['gt_masks']],
+                              [decode_rle(r) for r in rec['pred_masks']])
+            text = np.full((len(labels), len(phrases)), text_sim)
+            found = 0
+            while ious.size > 0:
+                idx = np.unravel_index(np.argmax(ious), ious.shape)
+                if ious[idx] < 0.5 or text[idx] < 0.5:
+                    break
+                found += 1
+                ious[idx[0], :] = 0
+                ious[:, idx[1]] = 0
+                text[idx[0], :] = 0
+                text[:, idx[1]] = 0
+            tp += found
+        except IndexError:
+            pass
+    return tp / positives * 100
+
+
+def test_recall_equals_the_literal_reference_on_random_images():
+    rng = np.random.default_rng(7)
+    recs = []
+    for k in range(60):
+        n_gt, n_pred = (int(v) for v in rng.integers(0, 5, 2))
+        gt = [box(*sorted(rng.integers(0, 32, 2) + [0, 2]),
+                  *sorted(rng.integers(0, 32, 2) + [0, 2]))
+              for _ in range(n_gt)]
+        pred = [np.roll(g, int(rng.integers(-2, 3)), axis=0)
+                for g in gt[:n_pred]]
+        pred += [box(0, 6, 0, 6)] * int(rng.integers(0, 2))
+        labels = ['x'] * int(max(0, n_gt + rng.integers(-1, 2)))
+        phrases = ['x'] * int(max(0, len(pred) + rng.integers(-2, 2)))
+        recs.append(record(f'r{k}', gt, labels, pred_masks=pred,
+                           phrases=phrases))
+    ours = score_gcg(recs, with_captions=False)
+    assert ours['recall_failed_images'] > 0  # the rule is exercised
+    assert ours['Recall (IoU-only)'] == pytest.approx(
+        literal_reference_recall(recs))
+    ones = lambda g, p: np.ones((len(g), len(p)))  # noqa: E731
+    assert score_gcg(recs, ones, with_captions=False)['Recall'] == \
+        pytest.approx(literal_reference_recall(recs))
