@@ -12,7 +12,6 @@ the report). It is read without unpickling code unless it sits in the
 run's work dir or ``--trust-checkpoint`` is given.
 """
 import argparse
-import json
 import os.path as osp
 import sys
 
@@ -47,11 +46,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from mmengine.evaluator import DumpResults
+    from mmengine.model import is_model_wrapper
     from mmengine.runner import Runner
 
-    from mmengine.model import is_model_wrapper
-
     from geopixel.checkpoint import describe_fit, load_model_weights
+    from geopixel.evaluation.files import format_number, write_scores
     from geopixel.engine.runner_setup import (load_config, setup_cpu_distributed,
                                               trusts_checkpoint)
 
@@ -95,9 +94,8 @@ def main(argv=None):
     metrics = runner.test()
     if runner.rank == 0:
         path = osp.join(runner.log_dir, 'metrics.json')
-        with open(path, 'w', encoding='utf-8') as f:
-            json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
-        table = '\n'.join(f'  {k:<32} {float(v):10.2f}'
+        write_scores(path, metrics)
+        table = '\n'.join(f'  {k:<32} {format_number(v):>10}'
                           for k, v in metrics.items())
         runner.logger.info(f'results:\n{table}\nwritten to {path}')
 
