@@ -123,17 +123,19 @@ def gt_samples(data_root: str, split: str, **dataset_kwargs) -> List[dict]:
                                  'split', file, record)
         seen.add(str(sent_id))
         source = info['mask_source']
-        height, width = source.get('ann_hw') or (None, None)
-        if not height or not width:
+        sizes = info.get('expected_sizes') or ()
+        if not sizes:
             raise BadRecordError(
                 f'{dataset.instances_file} gives no height/width for image '
                 f'{info.get("image_id")}', file, record)
         if len(source['segmentations']) != 1:
             raise BadRecordError('an RRSIS sample needs exactly one mask',
                                  file, record)
-        samples.append(dict(sent_id=str(sent_id), size=(height, width),
+        names = source.get('names') or ['mask 0']
+        samples.append(dict(sent_id=str(sent_id), size=tuple(sizes[0][:2]),
                             segmentation=source['segmentations'][0],
-                            file=file, record=record))
+                            file=source.get('file', file),
+                            record=f'{record} {names[0]}'))
     return samples
 
 
