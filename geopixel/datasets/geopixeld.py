@@ -13,12 +13,11 @@ Two on-disk layouts are read:
 The k-th ``[SEG]`` of a conversation owns the k-th mask.
 """
 import glob
-import json
 import os.path as osp
 from typing import Iterator, List, Optional, Sequence
 
 from geopixel.registry import DATASETS
-from geopixel.utils import BadRecordError, resolve_data_path
+from geopixel.utils import BadRecordError, read_json, resolve_data_path
 
 from .base import (
     GeoPixelBaseDataset,
@@ -66,7 +65,7 @@ class GeoPixelDDataset(GeoPixelBaseDataset):
         if osp.isdir(self.ann_file):
             yield from self._iter_folder(self.ann_file)
             return
-        records = _read_json(self.ann_file)
+        records = read_json(self.ann_file, 'annotation file')
         if not isinstance(records, list):
             raise BadRecordError('expected a JSON list of records',
                                  self.ann_file)
@@ -140,7 +139,7 @@ class GeoPixelDDataset(GeoPixelBaseDataset):
                                 None)
 
     def _parse_image_json(self, file: str) -> dict:
-        content = _read_json(file)
+        content = read_json(file, 'annotation file')
         if not isinstance(content, dict):
             raise BadRecordError('expected a JSON object', file)
         label = f'id {content.get("id", osp.basename(file))}'
@@ -191,14 +190,6 @@ def _expected_sizes(entry: dict, img_path: str, file: str, label: str,
     return sizes
 
 
-def _read_json(path: str):
-    try:
-        with open(path, encoding='utf-8') as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise BadRecordError('annotation file is missing', path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRecordError(f'not valid JSON ({exc})', path) from None
 
 
 def _sibling_image(json_path: str,

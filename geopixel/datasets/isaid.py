@@ -4,14 +4,13 @@ The devkit writes ``instancesonly_filtered_{train,val}.json`` with 15
 categories whose names are spelled as below (mixed case included). The
 annotation pipeline that builds GeoPixelD-style data starts from this.
 """
-import json
 import math
 import numbers
 import os.path as osp
 from typing import Iterator
 
 from geopixel.registry import DATASETS
-from geopixel.utils import BadRecordError
+from geopixel.utils import BadRecordError, read_json
 
 from .base import (
     GeoPixelBaseDataset,
@@ -103,13 +102,7 @@ class ISAIDDataset(GeoPixelBaseDataset):
 
     @staticmethod
     def _read_coco(file: str) -> dict:
-        try:
-            with open(file, encoding='utf-8') as f:
-                coco = json.load(f)
-        except FileNotFoundError:
-            raise BadRecordError('annotation file is missing', file) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRecordError(f'not valid JSON ({exc})', file) from None
+        coco = read_json(file, 'annotation file')
         if not isinstance(coco, dict):
             raise BadRecordError(
                 f'expected a COCO JSON object, got a JSON '

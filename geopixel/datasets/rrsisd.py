@@ -9,13 +9,12 @@ Layout under ``data_root`` (as released with RMSIN)::
 Every sentence of every ref in the split is one sample, as in the reference
 evaluators. The prompt is GeoPixel's and the answer ``Sure, it is [SEG].``.
 """
-import json
 import os.path as osp
 import pickle
 from typing import Iterator, List
 
 from geopixel.registry import DATASETS
-from geopixel.utils import BadRecordError
+from geopixel.utils import BadRecordError, read_json
 
 from .base import GeoPixelBaseDataset, declared_size, is_int, parse_guarded
 from .chat import RRSIS_ANSWER, RRSIS_QUESTION, check_text
@@ -124,13 +123,7 @@ class RRSISDDataset(GeoPixelBaseDataset):
 
     def _read_instances(self) -> dict:
         file = self.instances_file
-        try:
-            with open(file, encoding='utf-8') as f:
-                instances = json.load(f)
-        except FileNotFoundError:
-            raise BadRecordError('instances file is missing', file) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRecordError(f'not valid JSON ({exc})', file) from None
+        instances = read_json(file, 'instances file')
         if not isinstance(instances, dict):
             raise BadRecordError(
                 'expected a COCO JSON object with "images" and '

@@ -23,18 +23,6 @@ from geopixel.utils import BadRecordError
 PRINTED_ITEMS = 10
 
 
-def read_json(path: str):
-    """The content of a JSON file; a missing or unreadable file is a
-    :class:`BadRecordError` naming it."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise BadRecordError('file is missing', path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRecordError(f'not valid JSON ({exc})', path) from None
-
-
 def json_type(value) -> str:
     """``a number``, ``a list``... for messages about JSON content."""
     names = {bool: 'a boolean', int: 'a number', float: 'a number',

@@ -22,9 +22,8 @@ import os
 import os.path as osp
 from typing import Dict, List, Sequence, Tuple
 
-from geopixel.utils import BadRecordError, decode_rle, encode_rle
-from .files import (FolderReport, check_known_ids, json_type, pick_files,
-                    read_json)
+from geopixel.utils import BadRecordError, decode_rle, encode_rle, read_json
+from .files import FolderReport, check_known_ids, json_type, pick_files
 from .gcg import clean_caption, parse_phrases, rle_area, rle_bbox
 from .rle import check_rle
 

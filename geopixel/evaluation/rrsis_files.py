@@ -23,9 +23,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from geopixel.utils import BadRecordError
-from .files import (FolderReport, check_known_ids, json_type, pick_files,
-                    read_json)
+from geopixel.utils import BadRecordError, read_json
+from .files import FolderReport, check_known_ids, json_type, pick_files
 from .rle import decode_checked_rle
 from .rrsis import THRESHOLDS, rrsis_scores, sample_intersection_union
 

@@ -1,12 +1,11 @@
 """Loading images and masks, with errors that name the file and record."""
-import json
 from typing import Optional, Sequence
 
 import numpy as np
 from mmcv.transforms import BaseTransform
 
 from geopixel.registry import TRANSFORMS
-from geopixel.utils import BadRecordError
+from geopixel.utils import BadRecordError, read_json
 from geopixel.utils.masks import (
     coco_segmentation_to_mask,
     decode_rle,
@@ -171,15 +170,7 @@ class LoadGroundingMasks(BaseTransform):
 
     @staticmethod
     def _read_polygon_file(path: str, record) -> dict:
-        try:
-            with open(path, encoding='utf-8') as f:
-                content = json.load(f)
-        except FileNotFoundError:
-            raise BadRecordError('polygon file is missing', path,
-                                 record) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRecordError(f'polygon file is not valid JSON ({exc})',
-                                 path, record) from None
+        content = read_json(path, 'polygon file', record)
         if not isinstance(content, dict) or 'polygons' not in content:
             raise BadRecordError('polygon file has no "polygons" list', path,
                                  record)
