@@ -88,12 +88,15 @@ def prediction_mask(pred, gt_shape: Tuple[int, int],
                     where: str) -> np.ndarray:
     """The predicted mask of an RRSIS sample, binarised at ``> 0``.
 
-    ``pred`` is [N, H, W] (the first of N masks is the answer's ``[SEG]``;
-    N = 0 or None is an empty prediction) or exactly one [H, W] mask, with
+    ``pred`` is [N, H, W] or a list of N [H, W] masks (the first is the
+    answer's ``[SEG]``; N = 0 or None is an empty prediction) or exactly one
+    [H, W] mask, with
     H, W those of the GT. Any other shape is an error: reading the first row
     of a 2-D array as the mask would broadcast it into a number.
     """
     gt_shape = tuple(gt_shape)
+    if isinstance(pred, (list, tuple)):  # a list of [H, W] masks
+        pred = np.stack([_numpy(p) for p in pred]) if len(pred) else None
     if pred is None:
         return np.zeros(gt_shape, bool)
     shape = tuple(pred.shape)

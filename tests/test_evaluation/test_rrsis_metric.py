@@ -86,6 +86,13 @@ def test_prediction_shapes():
              gt_masks=torch.from_numpy(gt[None].astype(np.uint8))),
         dict(pred_masks=np.zeros((0, 8, 6), np.float32), gt_masks=gt)])
     assert metric.compute_metrics(metric.results)['mIoU'] == 50.0
+    # a list of [H, W] masks reads like [N, H, W]; an empty list is empty
+    metric = RRSISMetric()
+    metric.process(None, [
+        dict(pred_masks=[torch.from_numpy(logits), torch.from_numpy(-logits)],
+             gt_masks=gt[None]),
+        dict(pred_masks=[], gt_masks=gt)])
+    assert metric.compute_metrics(metric.results)['mIoU'] == 50.0
 
 
 @pytest.mark.parametrize('pred_shape', [(6, 8), (1, 6), (1, 8, 7), (8, 6, 1),
