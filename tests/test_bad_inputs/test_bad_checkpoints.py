@@ -87,6 +87,7 @@ CASES = [
      'Custom'),
     ('nan-weight', with_value(float('nan')), 'non-finite'),
     ('inf-weight', with_value(float('inf')), 'non-finite'),
+    ('minus-inf-weight', with_value(float('-inf')), 'non-finite'),
     ('missing-key', lambda p: save({'state_dict': {
         k: v for k, v in good_state().items() if k != 'b.bias'}}, p),
      'missing keys 1 (b.bias)'),
