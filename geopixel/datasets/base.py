@@ -97,13 +97,19 @@ class GeoPixelBaseDataset(BaseDataset):
     Subclasses implement :meth:`iter_data_infos`, a generator that yields a
     ``data_info`` dict per sample, or a :class:`BadRecordError` instance for
     a record that cannot be used (yielded, not raised, so the policy decides).
+
+    ``check_patch_names`` (default True): an image named as an iSAID patch,
+    ``{id}_{y0}_{y1}_{x0}_{x1}.png``, must be (y1 - y0) x (x1 - x0); turn it
+    off for datasets whose names follow another scheme.
     """
 
-    def __init__(self, *args, on_bad_record: str = 'raise', **kwargs):
+    def __init__(self, *args, on_bad_record: str = 'raise',
+                 check_patch_names: bool = True, **kwargs):
         if on_bad_record not in POLICIES:
             raise ValueError(f'on_bad_record must be one of {POLICIES}, got '
                              f'{on_bad_record!r}')
         self.on_bad_record = on_bad_record
+        self.check_patch_names = check_patch_names
         self.load_skipped: List[str] = []
         self._bad = SharedFlags(0)
         self._runtime_logged = 0
@@ -141,6 +147,21 @@ class GeoPixelBaseDataset(BaseDataset):
         if not data_list:
             raise BadRecordError('no usable samples', self._describe_source())
         return data_list
+
+    def expected_sizes(self, entry: dict, img_path: str, file: str,
+                       label: str, source: str) -> List[tuple]:
+        """``(h, w, source)`` sizes the decoded image must have: the
+        entry's ``height``/``width``, if any, and the iSAID patch name, if
+        the image has one (and ``check_patch_names``)."""
+        sizes = []
+        declared = declared_size(entry, file, label)
+        if declared:
+            sizes.append(declared + (source, ))
+        from_name = patch_name_size(img_path) if self.check_patch_names \
+            else None
+        if from_name:
+            sizes.append(from_name)
+        return sizes
 
     def _describe_source(self) -> str:
         return str(self.ann_file or self.data_root)
@@ -194,7 +215,8 @@ def patch_name_size(path: str) -> Optional[Tuple[int, int, str]]:
     if y1 <= y0 or x1 <= x0:
         return None
     return (y1 - y0, x1 - x0, f'the iSAID patch name {name} '
-            '({id}_{y0}_{y1}_{x0}_{x1})')
+            '({id}_{y0}_{y1}_{x0}_{x1}; check_patch_names=False if your '
+            'names mean something else)')
 
 
 def is_int(value) -> bool:

@@ -21,9 +21,7 @@ from geopixel.utils import BadRecordError, read_json, resolve_data_path
 
 from .base import (
     GeoPixelBaseDataset,
-    declared_size,
     parse_guarded,
-    patch_name_size,
 )
 from .chat import GCG_QUESTION, check_text, count_seg, normalise_turns
 
@@ -125,7 +123,7 @@ class GeoPixelDDataset(GeoPixelBaseDataset):
             mask_source=source,
             record_id=label,
             ann_file=file,
-            expected_sizes=_expected_sizes(record, img_path, file, label,
+            expected_sizes=self.expected_sizes(record, img_path, file, label,
                                            "the record's height/width"),
             task='gcg')
 
@@ -171,25 +169,9 @@ class GeoPixelDDataset(GeoPixelBaseDataset):
             mask_source=dict(type='polygon_file', path=file),
             record_id=label,
             ann_file=file,
-            expected_sizes=_expected_sizes(content, img_path, file, label,
+            expected_sizes=self.expected_sizes(content, img_path, file, label,
                                            'the JSON\'s height/width'),
             task='gcg')
-
-
-def _expected_sizes(entry: dict, img_path: str, file: str, label: str,
-                    source: str) -> List[tuple]:
-    """Sizes the image must have: the entry's height/width, if any, and
-    its iSAID patch name, if it has one."""
-    sizes = []
-    declared = declared_size(entry, file, label)
-    if declared:
-        sizes.append(declared + (source, ))
-    from_name = patch_name_size(img_path)
-    if from_name:
-        sizes.append(from_name)
-    return sizes
-
-
 
 
 def _sibling_image(json_path: str,

@@ -14,10 +14,8 @@ from geopixel.utils import BadRecordError, read_json
 
 from .base import (
     GeoPixelBaseDataset,
-    declared_size,
     is_int,
     parse_guarded,
-    patch_name_size,
 )
 
 ISAID_CLASSES = ('ship', 'storage_tank', 'baseball_diamond', 'tennis_court',
@@ -147,13 +145,8 @@ class ISAIDDataset(GeoPixelBaseDataset):
         img_path = osp.join(img_root, image['file_name'])
         if not osp.isfile(img_path):
             raise BadRecordError(f'image {img_path} is missing', file, label)
-        sizes = []
-        declared = declared_size(image, file, label)
-        if declared:
-            sizes.append(declared + ('its COCO image entry', ))
-        from_name = patch_name_size(img_path)
-        if from_name:
-            sizes.append(from_name)
+        sizes = self.expected_sizes(image, img_path, file, label,
+                                    'its COCO image entry')
         return dict(
             img_path=img_path,
             image_id=image['id'],

@@ -16,7 +16,7 @@ from typing import Iterator, List
 from geopixel.registry import DATASETS
 from geopixel.utils import BadRecordError, read_json
 
-from .base import GeoPixelBaseDataset, declared_size, is_int, parse_guarded
+from .base import GeoPixelBaseDataset, is_int, parse_guarded
 from .chat import RRSIS_ANSWER, RRSIS_QUESTION, check_text
 
 SPLITS = ('train', 'val', 'test')
@@ -180,12 +180,9 @@ class RRSISDDataset(GeoPixelBaseDataset):
                 f'dicts, got {type(sentences).__name__}', file, label)
         if not sentences:
             raise BadRecordError('ref has no sentences', file, label)
-        sizes = []
-        declared = declared_size(image, self.instances_file,
-                                 f'image {image["id"]}')
-        if declared:
-            sizes.append(declared +
-                         (f'{self.instances_file} (image {image["id"]})', ))
+        sizes = self.expected_sizes(
+            image, img_path, self.instances_file, f'image {image["id"]}',
+            f'{self.instances_file} (image {image["id"]})')
         samples = []
         for k, sent in enumerate(sentences):
             samples.append(

@@ -322,6 +322,22 @@ def test_declared_sizes_are_checked(tmp_path):
     assert 'the polygon file gives the image as 48x64' in str(err.value)
 
 
+def test_patch_names_fix_the_size_unless_turned_off(tmp_path):
+    ann = make_dataset(tmp_path)
+    train = tmp_path / 'data' / 'GeoPixelD' / 'train'
+    # "area_1_2_3_4" reads as an iSAID patch of 1 x 1 px: a 64x48 image
+    # under that name is refused, unless the names mean something else
+    (train / 'x.png').rename(train / 'area_1_2_3_4.png')
+    records = json.load(open(ann))
+    records[0]['image'] = 'data/GeoPixelD/train/area_1_2_3_4.png'
+    json.dump(records, open(ann, 'w'))
+    with pytest.raises(BadRecordError, match='check_patch_names=False'):
+        GeoPixelDDataset(ann_file=ann, pipeline=LOAD)[0]
+    ds = GeoPixelDDataset(ann_file=ann, pipeline=LOAD,
+                          check_patch_names=False)
+    assert ds[0]['gt_masks'].shape == (2, 48, 64)
+
+
 def test_per_image_json_is_checked_at_load(tmp_path):
     make_dataset(tmp_path)
     folder = tmp_path / 'data' / 'GeoPixelD' / 'train'
