@@ -101,4 +101,8 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from geopixel.checkpoint import CheckpointError
+    try:
+        main()
+    except CheckpointError as err:  # bad input: the message says it all
+        raise SystemExit(f'error: {err}') from None

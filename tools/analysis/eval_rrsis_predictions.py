@@ -62,4 +62,8 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from geopixel.utils import BadRecordError
+    try:
+        main()
+    except BadRecordError as err:  # bad input: the message says it all
+        raise SystemExit(f'error: {err}') from None

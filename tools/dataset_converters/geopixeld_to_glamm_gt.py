@@ -27,7 +27,7 @@ def main(argv=None):
     from geopixel.evaluation.gcg_files import (glamm_gt_from_dataset,
                                                write_glamm_gt)
     dataset = GeoPixelDDataset(
-        ann_file=args.ann,
+        ann_file=osp.abspath(args.ann),  # as given, not under --data-root
         data_root=args.data_root,
         pipeline=[dict(type=LoadImageRGB),
                   dict(type=LoadGroundingMasks)])
