@@ -43,7 +43,6 @@ def parity_tokenizer(parity_dir):
 @pytest.fixture(scope='session')
 def synthetic_root(tmp_path_factory):
     """A small synthetic dataset in every layout (12 images of 256 px)."""
-    from geopixel.datasets.synthetic import generate_synthetic_dataset
-    root = str(tmp_path_factory.mktemp('synthetic'))
-    generate_synthetic_dataset(root, num_images=12, size=256, seed=3)
-    return root
+    from geopixel.testing import toy_dataset
+    return toy_dataset(str(tmp_path_factory.mktemp('synthetic')),
+                       num_images=12, size=256, seed=3)

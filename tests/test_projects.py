@@ -1,4 +1,4 @@
-"""Every project under projects/ registers into geopixel and its configs build."""
+"""Every project under projects/ registers into geopixel; its configs build."""
 import os.path as osp
 
 import pytest
@@ -26,11 +26,11 @@ def test_fixed_grid_tiler_is_registered_and_tiles():
 
 
 def test_project_config_swaps_the_tiler(synthetic_root):
-    from geopixel.engine.runner_setup import relocate_paths
     from geopixel.registry import DATASETS
-    cfg = Config.fromfile(
-        osp.join(EXAMPLE, 'configs', 'synthetic_rrsis_fixed_grid.py'))
-    relocate_paths(cfg, 'data/synthetic', synthetic_root)
+    from geopixel.testing import relocate
+    cfg = relocate(Config.fromfile(
+        osp.join(EXAMPLE, 'configs', 'synthetic_rrsis_fixed_grid.py')),
+        synthetic_root)
     sample = DATASETS.build(cfg.train_dataloader.dataset)[0]
     assert sample['data_samples'].hd_grid == (1, 2)
     assert sample['inputs']['hd_image'].shape == (3, 560, 1120)

@@ -138,7 +138,7 @@ def test_test_py_out_writes_rrsis_prediction_files(synthetic_root, tmp_path):
 
     import torch
 
-    from tests.data.toy_grounding import ToyGroundingModel
+    from geopixel.testing import TOY_RRSIS_CONFIG, ToyGroundingModel
     from .test_gcg_files import REPO
     (tmp_path / 'data').mkdir()
     os.symlink(synthetic_root, tmp_path / 'data' / 'synthetic')
@@ -149,9 +149,9 @@ def test_test_py_out_writes_rrsis_prediction_files(synthetic_root, tmp_path):
     preds = tmp_path / 'preds'
     proc = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', 'test.py'),
-         osp.join(REPO, 'tests', 'data', 'configs', 'toy_rrsis.py'),
-         str(ckpt), '--work-dir', str(tmp_path / 'work'), '--out',
-         str(preds), '--cfg-options', 'test_evaluator.type=geopixel.RRSISMetric'],
+         TOY_RRSIS_CONFIG, str(ckpt), '--work-dir', str(tmp_path / 'work'),
+         '--out', str(preds), '--cfg-options',
+         'test_evaluator.type=geopixel.RRSISMetric'],
         cwd=tmp_path, env=dict(os.environ, PYTHONPATH=REPO,
                                OMP_NUM_THREADS='1'),
         capture_output=True, text=True, timeout=600)

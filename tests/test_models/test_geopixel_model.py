@@ -1,72 +1,69 @@
-"""The whole GeoPixel model at tiny size: modes, batching, swaps, training."""
+"""The whole GeoPixel model at tiny size: modes, batching, swaps, training.
+
+Model-level tests run on every tiny config and on the example project's
+config (a dataset config: geopixel.testing gives it the tiny model), with
+one model built per config and shared by the module.
+"""
 import copy
 import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.dataset import pseudo_collate
+
+from geopixel.testing import (demo_batch, demo_data, get_config,
+                              tiny_model, tiny_sam_cfgs)
 
 pytest.importorskip('sam2')
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TINY_CONFIG = osp.join(REPO, 'configs', 'geopixel', 'rrsis_tiny.py')
-SAM_V1 = (
-    dict(
-        type='SAMGroundingEncoder',
-        variant='vit_b',
-        image_size=256,
-        overrides=dict(hidden_size=32, num_hidden_layers=2,
-                       num_attention_heads=2, global_attn_indexes=[1],
-                       output_channels=32, mlp_dim=64)),
-    dict(
-        type='SAMMaskDecoder',
-        decoder_overrides=dict(mlp_dim=64, num_attention_heads=4)))
-
-
-def tiny_cfg(synthetic_root):
-    from geopixel.engine.runner_setup import relocate_paths
-    return relocate_paths(Config.fromfile(TINY_CONFIG), 'data/synthetic',
-                          synthetic_root)
-
-
-def build(cfg_model, **changes):
-    from geopixel.registry import MODELS
-    model_cfg = copy.deepcopy(cfg_model)
-    model_cfg.update(changes)
-    torch.manual_seed(0)
-    return MODELS.build(model_cfg)
-
-
-def batch_of(cfg, model, split='train', n=2, training=True):
-    from geopixel.registry import DATASETS
-    dataset = DATASETS.build(cfg[f'{split}_dataloader'].dataset)
-    samples = [dataset[i] for i in range(n)]
-    return model.data_preprocessor(pseudo_collate(samples), training)
+EXAMPLE = osp.join(REPO, 'projects', 'example_project')
+RRSIS_TINY = osp.join(REPO, 'configs', 'geopixel', 'rrsis_tiny.py')
+CONFIGS = {
+    'rrsis_tiny': RRSIS_TINY,
+    'gcg_tiny': osp.join(REPO, 'configs', 'geopixel', 'gcg_tiny.py'),
+    'example_fixed_grid': osp.join(EXAMPLE, 'configs',
+                                   'synthetic_rrsis_fixed_grid.py'),
+}
 
 
 @pytest.fixture(scope='module')
-def cfg(synthetic_root):
-    return tiny_cfg(synthetic_root)
+def example_on_path():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(EXAMPLE)
+        yield
+
+
+@pytest.fixture(scope='module', params=sorted(CONFIGS))
+def cfg(request, synthetic_root, example_on_path):
+    return get_config(CONFIGS[request.param], synthetic_root)
 
 
 @pytest.fixture(scope='module')
 def model(cfg):
-    return build(cfg.model)
+    return tiny_model(cfg)
 
 
-def test_dimensions_come_from_the_components(model):
-    assert model.vision_encoder.hidden_size == model.llm.hidden_size == 128
-    assert model.seg_projector[0].in_features == 128
+@pytest.fixture(scope='module')
+def rrsis_cfg(synthetic_root):
+    return get_config(RRSIS_TINY, synthetic_root)
+
+
+def seg_count(model, ids):
+    return int((ids == model.seg_token_id).sum())
+
+
+def test_dimensions_come_from_the_components(cfg, model):
+    width = cfg.model.llm.llm_config.hidden_size
+    assert model.vision_encoder.hidden_size == model.llm.hidden_size == width
+    assert model.seg_projector[0].in_features == width
     assert model.seg_projector[2].out_features == \
-        model.grounding_encoder.hidden_dim == 64
-    assert model.mask_decoder.embed_dim == 64
+        model.grounding_encoder.hidden_dim == model.mask_decoder.embed_dim
     assert model.llm.llm.config.vocab_size == len(model.tokenizer)
 
 
 def test_loss_mode_batch_of_two_with_padding(cfg, model):
-    batch = batch_of(cfg, model, n=2)
-    lengths = [len(ds.input_ids) for ds in batch['data_samples']]
+    batch = demo_batch(cfg, model)
+    lengths = {len(ds.input_ids) for ds in batch['data_samples']}
     model.train()
     losses = model(**batch, mode='loss')
     assert set(losses) == {'loss_ce', 'loss_mask_bce', 'loss_mask_dice'}
@@ -76,14 +73,15 @@ def test_loss_mode_batch_of_two_with_padding(cfg, model):
              if p.requires_grad}
     assert all(g is not None for g in grads.values()), [
         n for n, g in grads.items() if g is None]
-    assert model.mask_decoder.mask_decoder.conv_s0.weight.grad.abs().sum() > 0
-    assert model.vision_encoder.projector[0].weight.grad.abs().sum() > 0
-    assert lengths  # batch built from real samples
+    for part in ('vision_encoder', 'llm', 'seg_projector', 'mask_decoder'):
+        assert any(g.abs().sum() > 0 for n, g in grads.items()
+                   if n.startswith(part + '.')), part
+    assert len(lengths) == 2, 'two lengths: the batch is padded'
     model.zero_grad()
 
 
 def test_loss_is_the_mean_over_masks_of_the_batch(cfg, model):
-    batch = batch_of(cfg, model, n=2)
+    batch = demo_batch(cfg, model)
     model.eval()  # no dropout
     with torch.no_grad():
         pair = model(**batch, mode='loss')
@@ -101,39 +99,81 @@ def test_loss_is_the_mean_over_masks_of_the_batch(cfg, model):
         assert pair[key].item() == pytest.approx(expected.item(), rel=1e-4)
 
 
-def test_predict_and_tensor_modes(cfg, model):
+def test_predict_in_the_configs_mode_is_scored_by_its_metric(cfg, model):
+    """Teacher-forced configs (RRSIS) give one mask per [SEG] of the given
+    answer; generating configs (GCG, the example) one per generated [SEG].
+    The config's metric accepts what the model predicts."""
+    from mmengine.evaluator import Evaluator
+    batch = demo_batch(cfg, model, split='test')
     model.eval()
-    batch = batch_of(cfg, model, split='test', n=2, training=False)
-    out = model(**batch, mode='predict')
-    for ds in out:
-        h, w = ds.ori_shape
-        assert ds.pred_masks.shape == (1, h, w)  # teacher-forced: one [SEG]
-        assert ds.pred_masks.dtype == torch.float32
-    model.predict_mode = 'generate'
+    saved = dict(model.generation_cfg)
     model.generation_cfg['max_new_tokens'] = 4
     try:
-        out = model(**batch, mode='predict')
+        with torch.no_grad():
+            out = model(**batch, mode='predict')
     finally:
-        model.predict_mode = 'teacher_forced'
+        model.generation_cfg = saved
+    assert model.predict_mode == cfg.model.get('predict_mode', 'generate')
     for ds in out:
-        assert isinstance(ds.pred_text, str) and len(ds.pred_ids) <= 4
-        # one mask per generated [SEG]
-        assert ds.pred_masks.shape[0] == int(
-            (ds.pred_ids == model.seg_token_id).sum())
-    tensors = model(**batch, mode='tensor')
+        h, w = ds.ori_shape
+        if model.predict_mode == 'teacher_forced':
+            expected = seg_count(model, ds.input_ids)
+            assert expected >= 1
+        else:
+            assert isinstance(ds.pred_text, str) and len(ds.pred_ids) <= 4
+            expected = seg_count(model, ds.pred_ids)
+        assert ds.pred_masks.shape == (expected, h, w)
+        assert ds.pred_masks.dtype == torch.float32
+    if cfg.get('test_evaluator') is None:
+        return
+    metric = copy.deepcopy(cfg.test_evaluator)
+    if 'GCGMetric' in str(metric['type']):
+        metric['with_captions'] = False  # caption scores need Java
+    evaluator = Evaluator(metric)
+    evaluator.process(data_samples=out, data_batch=batch)
+    scores = evaluator.evaluate(len(out))
+    assert scores and all(0 <= v <= 100 for k, v in scores.items()
+                          if 'samples' not in k)
+
+
+def test_tensor_mode(cfg, model):
+    batch = demo_batch(cfg, model)
+    model.eval()
+    with torch.no_grad():
+        tensors = model(**batch, mode='tensor')
     assert tensors['logits'].shape[0] == 2
-    assert [m.shape[0] for m in tensors['masks']] == [1, 1]
+    assert [m.shape[0] for m in tensors['masks']] == [
+        seg_count(model, ds.input_ids) for ds in batch['data_samples']]
 
 
 def test_mask_count_mismatch_is_named(cfg, model):
-    batch = batch_of(cfg, model, n=1)
+    batch = demo_batch(cfg, model, num_samples=1)
     ds = batch['data_samples'][0]
-    ds.gt_masks = torch.cat([ds.gt_masks, ds.gt_masks])
-    with pytest.raises(ValueError, match='1 \\[SEG\\] token\\(s\\) but 2'):
+    segs = seg_count(model, ds.input_ids)
+    ds.gt_masks = torch.cat([ds.gt_masks, ds.gt_masks[:1]])
+    with pytest.raises(ValueError,
+                       match=rf'{segs} \[SEG\] token\(s\) but {segs + 1}'):
         model(**batch, mode='loss')
 
 
-def one_step_changes_loss(model, batch, steps=3):
+def test_train_step_updates_trainable_weights_only(cfg, model):
+    from mmengine.optim import OptimWrapper
+    params = [p for p in model.parameters() if p.requires_grad]
+    wrapper = OptimWrapper(torch.optim.AdamW(params, lr=1e-3))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.train()
+    log_vars = model.train_step(demo_data(cfg), wrapper)
+    assert torch.isfinite(log_vars['loss'])
+    changed = {n for n, p in model.named_parameters()
+               if not torch.equal(p, before[n])}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert changed and changed <= trainable
+    assert any(n.startswith('mask_decoder.') for n in changed)
+    assert not any(n.startswith('vision_encoder.vit.') for n in changed)
+
+
+def train_steps(model, batch, steps=3):
+    """Loss before and after ``steps`` AdamW steps on one batch."""
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=1e-3)
     model.train()
@@ -152,64 +192,25 @@ def one_step_changes_loss(model, batch, steps=3):
 
 
 @pytest.mark.parametrize('swap', ['full_lora', 'sam_v1'])
-def test_one_line_swaps_build_and_train(cfg, swap):
+def test_one_line_swaps_build_and_train(rrsis_cfg, swap):
     from geopixel.models.llms import FullLoRAAdapter
-    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg = copy.deepcopy(rrsis_cfg.model)
     if swap == 'full_lora':
         model_cfg.llm.type = 'FullLoRAAdapter'
     else:  # the pair is assigned together, as in geopixel_7b.py
-        model_cfg.grounding_encoder, model_cfg.mask_decoder = SAM_V1
-    model = build(model_cfg)
+        model_cfg.grounding_encoder, model_cfg.mask_decoder = tiny_sam_cfgs()
+    swapped = tiny_model(model_cfg)
     if swap == 'full_lora':
-        assert isinstance(model.llm, FullLoRAAdapter)
-        assert not any('Plora' in n for n, _ in model.named_parameters())
+        assert isinstance(swapped.llm, FullLoRAAdapter)
+        assert not any('Plora' in n for n, _ in swapped.named_parameters())
     else:
-        assert type(model.grounding_encoder).__name__ == 'SAMGroundingEncoder'
-    batch = batch_of(cfg, model, n=2)
-    first, after = one_step_changes_loss(model, batch)
+        assert type(swapped.grounding_encoder).__name__ == \
+            'SAMGroundingEncoder'
+    first, after = train_steps(swapped, demo_batch(rrsis_cfg, swapped))
     assert after < first
 
 
-def test_partial_lora_config_trains(cfg, model):
-    batch = batch_of(cfg, model, n=2)
-    fresh = build(cfg.model)
-    first, after = one_step_changes_loss(fresh, batch)
+def test_partial_lora_config_trains(rrsis_cfg):
+    fresh = tiny_model(rrsis_cfg)
+    first, after = train_steps(fresh, demo_batch(rrsis_cfg, fresh))
     assert after < first
-
-
-def test_official_key_export_roundtrip(model):
-    from geopixel.checkpoint import convert_official_state_dict
-    from geopixel.checkpoint.official import PREFIX_TABLE
-    # our names -> official names (reverse table) -> back to ours
-    ours = {k: v for k, v in model.state_dict().items()
-            if '.lora_' not in k}
-    official = {}
-    for key, value in ours.items():
-        for old, new in PREFIX_TABLE:
-            if key.replace('.base_layer.', '.').startswith(new):
-                official[old + key.replace('.base_layer.', '.')[len(new):]] = \
-                    value
-                break
-    back, dropped, unknown = convert_official_state_dict(
-        official, model.state_dict().keys())
-    assert not unknown and not dropped
-    assert set(back) == {k for k in ours if k in back}
-    assert len(back) == len(official)
-
-
-def test_unmerged_training_output_is_merged():
-    from geopixel.checkpoint import merge_unmerged_lora
-    a = torch.randn(8, 4)
-    b = torch.randn(6, 8)
-    w = torch.randn(6, 4)
-    state = {
-        'base_model.model.model.layers.0.attention.wqkv.base_layer.weight': w,
-        'base_model.model.model.layers.0.attention.wqkv.lora_A.default.weight':
-        a,
-        'base_model.model.model.layers.0.attention.wqkv.lora_B.default.weight':
-        b,
-    }
-    merged = merge_unmerged_lora(state, scaling=2.0)
-    assert list(merged) == ['model.layers.0.attention.wqkv.weight']
-    torch.testing.assert_close(merged['model.layers.0.attention.wqkv.weight'],
-                               w + b @ a * 2.0)

@@ -15,7 +15,7 @@ from geopixel.datasets import (FormatChat, GeoPixelDDataset,
                                LoadGroundingMasks, LoadImageRGB,
                                PackGeoPixelInputs, TileImage)
 from geopixel.models.tilers import AdaptiveHDTiler
-from tests.parity_model import official_tiny_model
+from geopixel.testing import official_tiny_model
 
 pytest.importorskip('sam2')
 

@@ -1,8 +1,8 @@
 """tools/train.py and tools/test.py end to end on the synthetic data.
 
-The model is the toy in tests/data/toy_grounding.py: these tests are about
-the tools (config, overrides, atomic checkpoints, resume after a crash,
-evaluation, CPU DDP), not about GeoPixel itself.
+The model is the toy in geopixel/testing/toy_grounding.py: these tests are
+about the tools (config, overrides, atomic checkpoints, resume after a
+crash, evaluation, CPU DDP), not about GeoPixel itself.
 """
 import json
 import os
@@ -12,8 +12,9 @@ import sys
 
 import pytest
 
+from geopixel.testing import TOY_RRSIS_CONFIG as CONFIG
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(REPO, 'tests', 'data', 'configs', 'toy_rrsis.py')
 
 
 def run_tool(args, cwd, timeout=300, check=True):
@@ -83,7 +84,7 @@ def test_train_crash_resume_and_test(workspace):
 
 
 def toy_state():
-    from tests.data.toy_grounding import ToyGroundingModel
+    from geopixel.testing import ToyGroundingModel
     return ToyGroundingModel().state_dict()
 
 

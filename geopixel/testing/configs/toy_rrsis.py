@@ -1,15 +1,16 @@
+# ruff: noqa: F403, F405
 # tools/train.py and tools/test.py on the synthetic RRSIS-D data with a toy
-# model (see tests/data/toy_grounding.py). Run with cwd holding
+# model (see geopixel/testing/toy_grounding.py). Run with cwd holding
 # data/synthetic.
 from mmengine.config import read_base
 
-from tests.data.toy_grounding import (CrashAtIterHook, ToyGroundingModel,
-                                      ToyIoUMetric)
+from geopixel.testing.toy_grounding import (CrashAtIterHook,
+                                            ToyGroundingModel, ToyIoUMetric)
 
 with read_base():
-    from geopixel.configs._base_.datasets.synthetic_rrsis import *  # noqa
-    from geopixel.configs._base_.default_runtime import *  # noqa
-    from geopixel.configs._base_.schedules.adamw_cosine_iter import *  # noqa
+    from geopixel.configs._base_.datasets.synthetic_rrsis import *
+    from geopixel.configs._base_.default_runtime import *
+    from geopixel.configs._base_.schedules.adamw_cosine_iter import *
 
 model = dict(type=ToyGroundingModel)
 val_evaluator = dict(type=ToyIoUMetric)

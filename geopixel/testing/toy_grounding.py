@@ -1,10 +1,14 @@
-"""Test scaffolding for tools/train.py and tools/test.py.
+"""Toy scaffolding for testing tools and engine code.
 
 A deliberately small grounding model (one conv on a 64 px thumbnail that
 predicts the union of a sample's masks), a metric and a crash hook, so the
 tools' flow (config, overrides, checkpoints, resume, evaluation, DDP) is
-tested on the real data pipeline without the GeoPixel model.
+tested on the real data pipeline without the GeoPixel model. The config
+``geopixel/testing/configs/toy_rrsis.py`` (:data:`TOY_RRSIS_CONFIG`) wires
+them to the synthetic RRSIS-D data.
 """
+import os.path as osp
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,8 +17,12 @@ from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from torch import nn
 
+TOY_RRSIS_CONFIG = osp.join(osp.dirname(osp.abspath(__file__)), 'configs',
+                            'toy_rrsis.py')
+
 
 class ToyGroundingModel(BaseModel):
+    """One conv on a thumbnail: a grounding model that trains in seconds."""
 
     def __init__(self, size: int = 64):
         super().__init__()
@@ -51,6 +59,7 @@ class ToyGroundingModel(BaseModel):
 
 
 class ToyIoUMetric(BaseMetric):
+    """Mean IoU of the first predicted mask with the union of GT masks."""
     default_prefix = 'toy'
 
     def process(self, data_batch, data_samples):

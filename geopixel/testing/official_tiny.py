@@ -1,5 +1,9 @@
-"""Builders shared by the parity tests: the official tiny checkpoint's
-architecture expressed as geopixel configs."""
+"""The official tiny checkpoint's architecture as geopixel configs.
+
+The parity fixtures (``fixtures/official_parity`` of the shared reference
+data) hold a tiny checkpoint saved by the official implementation; these
+builders give the geopixel model it loads into, for parity tests.
+"""
 import json
 import os.path as osp
 
@@ -19,6 +23,7 @@ CLIP_TINY = dict(
 
 
 def llm_config(parity_dir: str) -> dict:
+    """The InternLM2 settings of the fixture checkpoint's config.json."""
     with open(osp.join(parity_dir, 'checkpoint', 'config.json')) as f:
         values = json.load(f)
     keys = ('vocab_size', 'hidden_size', 'intermediate_size',
@@ -32,6 +37,10 @@ def llm_config(parity_dir: str) -> dict:
 
 def official_tiny_model(parity_dir: str, llm_type: str = 'FrozenLLMAdapter',
                         **kwargs):
+    """GeoPixel with the fixture checkpoint loaded (every key must fit).
+
+    ``kwargs`` go to :class:`GeoPixel` (e.g. ``generation_cfg``).
+    """
     from geopixel.models.architectures import GeoPixel
     from geopixel.tokenizers import InternLM2Tokenizer
     ckpt = osp.join(parity_dir, 'checkpoint')
