@@ -1,0 +1,178 @@
+"""SAM2 and SAM mask decoders at tiny size: per-sample prompt embeddings
+-> one mask logit map per prompt at the original image size."""
+import pytest
+import torch
+
+from geopixel.testing import tiny_component_cfg, tiny_sam_cfgs
+
+pytest.importorskip('sam2')
+
+KINDS = ('sam2', 'sam')
+SIZES = [(300, 200), (180, 260)]
+
+
+def build(kind, weights=None, **changes):
+    """The tiny decoder of ``kind`` and the encoder it pairs with, sized
+    from that encoder as the composite model does; ``weights`` is the file
+    or folder of released weights to load."""
+    from geopixel.registry import GROUNDING_ENCODERS, MASK_DECODERS
+    if kind == 'sam2':
+        encoder_cfg = tiny_component_cfg('grounding_encoder')
+        cfg = tiny_component_cfg('mask_decoder')
+        weights_arg = 'checkpoint'
+    else:
+        encoder_cfg, cfg = tiny_sam_cfgs()
+        weights_arg = 'pretrained'
+    if weights is not None:
+        changes[weights_arg] = weights
+    torch.manual_seed(0)
+    encoder = GROUNDING_ENCODERS.build(encoder_cfg)
+    cfg.update(embed_dim=encoder.hidden_dim, image_size=encoder.input_size,
+               **changes)
+    return encoder, MASK_DECODERS.build(cfg).eval()
+
+
+@pytest.fixture(scope='module', params=KINDS)
+def setup(request):
+    """(decoder, prompt width, features of two images of SIZES)."""
+    encoder, decoder = build(request.param)
+    gen = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (3, h, w), generator=gen,
+                            dtype=torch.uint8) for h, w in SIZES]
+    with torch.no_grad():
+        features = encoder(encoder.preprocess(images))
+    return decoder, encoder.hidden_dim, features
+
+
+def prompts(dim, *counts):
+    """One [n, dim] prompt tensor per count (projected [SEG] states)."""
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randn(n, dim, generator=gen) for n in counts]
+
+
+def one_sample(features, i):
+    return dict(features, image_embed=features['image_embed'][i:i + 1],
+                high_res=[h[i:i + 1] for h in features['high_res']])
+
+
+def test_one_mask_per_prompt_at_the_original_size(setup):
+    decoder, dim, features = setup
+    with torch.no_grad():
+        masks = decoder(features, prompts(dim, 3, 1), SIZES)
+    assert [tuple(m.shape) for m in masks] == [(3, *SIZES[0]),
+                                               (1, *SIZES[1])]
+    assert all(m.dtype == torch.float32 for m in masks)
+
+
+def test_a_sample_without_prompts_gets_no_masks(setup):
+    decoder, dim, features = setup
+    p = prompts(dim, 0, 2)
+    with torch.no_grad():
+        masks = decoder(features, p, SIZES)
+        alone = decoder(one_sample(features, 1), p[1:], SIZES[1:])[0]
+    assert masks[0].shape == (0, *SIZES[0])
+    torch.testing.assert_close(masks[1], alone)
+
+
+def test_each_prompt_decodes_on_its_own(setup):
+    """Several prompts of one image give the masks each gives alone."""
+    decoder, dim, features = setup
+    p = prompts(dim, 3)[0]
+    sample = one_sample(features, 0)
+    with torch.no_grad():
+        together = decoder(sample, [p], SIZES[:1])[0]
+        alone = [decoder(sample, [p[k:k + 1]], SIZES[:1])[0][0]
+                 for k in range(3)]
+    torch.testing.assert_close(together, torch.stack(alone), rtol=1e-4,
+                               atol=1e-4)
+    assert not torch.allclose(together[0], together[1])
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_gradients_reach_the_prompts_even_when_frozen(kind):
+    """The [SEG] embeddings train through the decoder whether or not the
+    decoder itself trains."""
+    for trainable in (True, False):
+        encoder, decoder = build(kind, trainable=trainable)
+        dim = encoder.hidden_dim
+        features = encoder(encoder.preprocess(
+            [torch.zeros(3, 64, 48, dtype=torch.uint8)]))
+        p = prompts(dim, 2)[0].requires_grad_()
+        decoder(features, [p], [(64, 48)])[0].sum().backward()
+        assert p.grad is not None and p.grad.abs().sum() > 0
+        params = list(decoder.parameters())
+        assert all(q.requires_grad == trainable for q in params)
+        if trainable:
+            assert any(q.grad is not None and q.grad.abs().sum() > 0
+                       for q in params)
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_zero_loss_touches_every_trainable_parameter(kind):
+    _, decoder = build(kind)
+    loss = decoder.zero_loss()
+    assert loss.item() == 0
+    loss.backward()
+    assert all(q.grad is not None for q in decoder.parameters())
+    _, frozen = build(kind, trainable=False)
+    assert frozen.zero_loss().item() == 0
+
+
+def test_sam2_uses_the_high_resolution_levels():
+    encoder, decoder = build('sam2')
+    dim = encoder.hidden_dim
+    with torch.no_grad():
+        features = encoder(encoder.preprocess(
+            [torch.zeros(3, 64, 64, dtype=torch.uint8)]))
+        p = prompts(dim, 1)
+        plain = decoder(features, p, [(64, 64)])[0]
+        shifted = dict(features,
+                       high_res=[h + 1.0 for h in features['high_res']])
+        assert not torch.allclose(decoder(shifted, p, [(64, 64)])[0], plain)
+
+
+@pytest.mark.parametrize('height,width', [(100, 200), (200, 100)])
+def test_sam_crops_the_resize_padding_before_resizing(height, width):
+    """SAM pads bottom-right to a square: logits of the padding must not
+    reach the mask. Content logits +1, padding -1: the mask stays > 0."""
+    _, decoder = build('sam')
+    side = decoder.side * 4  # low-res mask side
+    low = -torch.ones(1, 1, side, side)
+    if height > width:
+        low[..., :side // 2] = 1
+    else:
+        low[..., :side // 2, :] = 1
+    mask = decoder.postprocess(low, (height, width))
+    assert mask.shape == (1, height, width)
+    assert (mask > 0).all()
+
+
+def test_sam2_loads_prompt_encoder_and_decoder_of_a_sam2_checkpoint(
+        tmp_path):
+    _, source = build('sam2')
+    state = {}
+    for key, value in source.state_dict().items():
+        head, rest = key.split('.', 1)
+        state[f'sam_{head}.{rest}'] = value + 1
+    state['image_encoder.trunk.pos_embed'] = torch.zeros(1)  # not ours
+    path = tmp_path / 'sam2_tiny.pt'
+    torch.save({'model': state}, path)
+    _, loaded = build('sam2', weights=str(path))
+    for key, value in loaded.state_dict().items():
+        head, rest = key.split('.', 1)
+        assert torch.equal(value, state[f'sam_{head}.{rest}']), key
+
+
+def test_sam_loads_the_decoder_of_a_hf_sam_folder(tmp_path):
+    from safetensors.torch import save_file
+    _, source = build('sam')
+    state = {k: v.contiguous() + 1 for k, v in source.state_dict().items()}
+    state['prompt_encoder.no_mask_embed.weight'] = state.pop(
+        'no_mask_embed.weight')
+    state['vision_encoder.pos_embed'] = torch.zeros(1)  # the encoder's
+    save_file(state, str(tmp_path / 'model.safetensors'))
+    _, loaded = build('sam', weights=str(tmp_path))
+    assert torch.equal(loaded.no_mask_embed.weight,
+                       state['prompt_encoder.no_mask_embed.weight'])
+    for key, value in loaded.mask_decoder.state_dict().items():
+        assert torch.equal(value, state['mask_decoder.' + key]), key
