@@ -9,7 +9,6 @@ import contextlib
 import importlib.util
 import io
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -19,21 +18,6 @@ import numpy as np
 from pycocotools.cocoeval import COCOeval
 
 TextScorer = Callable[[Sequence[str], Sequence[str]], np.ndarray]
-
-
-# -- text ---------------------------------------------------------------------
-def clean_caption(text: str) -> str:
-    """GLaMM's caption cleaning: drop every ``<...>`` tag and ``[SEG]``,
-    collapse whitespace, strip quotes."""
-    text = text.replace('\n', '')
-    text = re.sub(r'<.*?>', '', text)
-    text = text.replace('[SEG]', '')
-    return ' '.join(text.split()).strip("'")
-
-
-def parse_phrases(text: str) -> List[str]:
-    """Phrases inside ``<p> ... </p>``, stripped, in order."""
-    return [p.strip() for p in re.findall(r'<p>(.*?)<\/p>', text)]
 
 
 # -- masks --------------------------------------------------------------------

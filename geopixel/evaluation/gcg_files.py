@@ -24,7 +24,9 @@ from typing import Dict, List, Sequence, Tuple
 
 from geopixel.utils import BadRecordError, decode_rle, encode_rle, read_json
 from .files import FolderReport, check_known_ids, json_type, pick_files
-from .gcg import clean_caption, parse_phrases, rle_area, rle_bbox
+from geopixel.structures import glamm_caption, grounded_phrases
+
+from .gcg import rle_area, rle_bbox
 from .rle import check_rle
 
 
@@ -46,8 +48,8 @@ def glamm_gt_from_dataset(dataset, progress=None) -> Tuple[dict, dict]:
         images.append(dict(id=image_id, file_name=osp.basename(
             results['img_path']), height=int(h), width=int(w)))
         captions.append(dict(image_id=image_id, id=len(captions) + 1,
-                             caption=clean_caption(answer),
-                             labels=parse_phrases(answer)))
+                             caption=glamm_caption(answer),
+                             labels=grounded_phrases(answer)))
         counts = results.get('mask_instance_counts')
         if counts is None:  # the source does not say (RLE masks)
             counts = [None] * len(results['gt_masks'])

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from geopixel.evaluation.gcg import (caption_scores, clean_caption,
-                                     greedy_matches, image_miou,
-                                     image_recall_matches, parse_phrases,
+from geopixel.evaluation.gcg import (caption_scores, greedy_matches,
+                                     image_miou, image_recall_matches,
                                      score_gcg)
+from geopixel.structures import glamm_caption, glamm_phrases
 from geopixel.utils import encode_rle
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -42,9 +42,9 @@ def record(image_id, gt_masks, gt_labels, kinds=None, pred_masks=None,
 def test_caption_cleaning_and_phrases_as_glamm():
     text = ("The <p> tennis court-1 </p> [SEG] at right, <p>x</p>[SEG] and\n"
             "  two   <p>ships </p> [SEG].")
-    assert clean_caption(text) == 'The tennis court-1 at right, x and two ' \
+    assert glamm_caption(text) == 'The tennis court-1 at right, x and two ' \
         'ships .'
-    assert parse_phrases(text) == ['tennis court-1', 'x', 'ships']
+    assert glamm_phrases(text) == ['tennis court-1', 'x', 'ships']
 
 
 def test_greedy_matching_ties_go_row_major():

@@ -13,7 +13,9 @@ from mmengine.logging import print_log
 from geopixel.registry import METRICS
 from geopixel.utils import encode_rle
 from ..files import format_number
-from ..gcg import (KINDS, BertMeanPoolScorer, clean_caption, parse_phrases,
+from geopixel.structures import glamm_caption, glamm_phrases
+
+from ..gcg import (KINDS, BertMeanPoolScorer,
                    require_caption_tools, score_gcg_captions,
                    score_gcg_masks)
 
@@ -79,13 +81,17 @@ class GCGMetric(BaseMetric):
             record = dict(
                 image_id=image_id,
                 size=tuple(int(s) for s in gt_masks.shape[-2:]),
-                gt_caption=clean_caption(sample.get('gt_answer', '')),
+                gt_caption=glamm_caption(sample.get('gt_answer', '')),
                 gt_labels=list(sample.get('phrases') or []),
                 gt_masks=[encode_rle(m) for m in gt_masks],
                 gt_kinds=None if counts is None else
                 ['uni' if c <= 1 else 'multi' for c in counts],
-                pred_caption=clean_caption(pred_text),
-                pred_phrases=parse_phrases(pred_text),
+                pred_caption=glamm_caption(pred_text),
+                # the model's pred_phrases follow GLaMM's rule, so the
+                # visualizer draws what is scored
+                pred_phrases=list(sample['pred_phrases']
+                                  if 'pred_phrases' in sample else
+                                  glamm_phrases(pred_text)),
                 pred_masks=[encode_rle(m) for m in pred_masks])
             self.results.append(record)
             if self.prediction_dir:

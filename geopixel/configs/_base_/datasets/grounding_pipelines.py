@@ -12,7 +12,7 @@ with read_base():
 
 # the folder of the GeoPixel-7B (or IXC-2.5) release holds tokenizer.model
 tokenizer = dict(
-    type=InternLM2Tokenizer.from_pretrained, path='checkpoints/GeoPixel-7B')
+    type=InternLM2Tokenizer, path='checkpoints/GeoPixel-7B')
 
 train_pipeline = [
     dict(type=LoadImageRGB),
