@@ -38,9 +38,12 @@ def build(cfg_model, **changes):
     return MODELS.build(model_cfg)
 
 
-def batch_of(cfg, model, split='train', n=2, training=True):
+def batch_of(cfg, model, split='train', n=2, training=True, pipeline=None):
     from geopixel.registry import DATASETS
-    dataset = DATASETS.build(cfg[f'{split}_dataloader'].dataset)
+    dataset_cfg = copy.deepcopy(cfg[f'{split}_dataloader'].dataset)
+    if pipeline is not None:  # a named pipeline of the config
+        dataset_cfg.pipeline = cfg[pipeline]
+    dataset = DATASETS.build(dataset_cfg)
     samples = [dataset[i] for i in range(n)]
     return model.data_preprocessor(pseudo_collate(samples), training)
 
@@ -109,10 +112,17 @@ def test_predict_and_tensor_modes(cfg, model):
         h, w = ds.ori_shape
         assert ds.pred_masks.shape == (1, h, w)  # teacher-forced: one [SEG]
         assert ds.pred_masks.dtype == torch.float32
+    # a generation prompt is a teacher-forced error, and the reverse
+    prompts = batch_of(cfg, model, split='test', n=2, training=False,
+                       pipeline='test_pipeline')
+    with pytest.raises(ValueError, match='teacher_forced_test_pipeline'):
+        model(**prompts, mode='predict')
     model.predict_mode = 'generate'
     model.generation_cfg['max_new_tokens'] = 4
     try:
-        out = model(**batch, mode='predict')
+        with pytest.raises(ValueError, match='needs the question only'):
+            model(**batch, mode='predict')
+        out = model(**prompts, mode='predict')
     finally:
         model.predict_mode = 'teacher_forced'
     for ds in out:

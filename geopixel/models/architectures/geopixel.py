@@ -300,6 +300,14 @@ class GeoPixel(BaseModel):
         return data_samples
 
     def _predict_generate(self, ds, visual, features, size) -> None:
+        if 'labels' in ds:
+            raise ValueError(
+                f'{ds.metainfo.get("img_path", "a sample")}: generation '
+                'needs the question only, but this sample holds the whole '
+                'conversation (a training-format pipeline). Use the dataset '
+                'config\'s test_pipeline with predict_mode=\'generate\', or '
+                'teacher_forced_test_pipeline with '
+                'predict_mode=\'teacher_forced\'.')
         batch = self.fuse([ds], [visual], False)
         gen = self.llm.generate(
             batch['inputs_embeds'],
