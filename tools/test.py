@@ -50,7 +50,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     from geopixel.checkpoint import describe_fit, load_model_weights
-    from geopixel.evaluation.files import format_number, write_scores
+    from geopixel.evaluation.functional.files import format_number, write_scores
     from geopixel.engine.runner_setup import (load_config, setup_cpu_distributed,
                                               trusts_checkpoint)
 

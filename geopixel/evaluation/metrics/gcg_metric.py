@@ -1,7 +1,5 @@
 """RS-GCG metric (GLaMM-exact) for tools/test.py."""
-import json
 import logging
-import os
 import os.path as osp
 from typing import Optional, Sequence
 
@@ -12,10 +10,11 @@ from mmengine.logging import print_log
 
 from geopixel.registry import METRICS
 from geopixel.utils import encode_rle
-from ..files import format_number
+from ..functional.files import format_number
 from geopixel.structures import glamm_caption, glamm_phrases
 
-from ..gcg import (KINDS, BertMeanPoolScorer,
+from ..functional.gcg_files import write_prediction
+from ..functional.gcg import (KINDS, BertMeanPoolScorer,
                    require_caption_tools, score_gcg_captions,
                    score_gcg_masks)
 
@@ -123,18 +122,3 @@ class GCGMetric(BaseMetric):
         if self.with_captions:
             scores.update(score_gcg_captions(results))
         return scores
-
-
-def write_prediction(folder: str, record: dict) -> str:
-    """One GLaMM-format prediction file: ``{image_id}.json`` with
-    ``image_id``, ``caption``, ``phrases`` and ``pred_masks`` (RLE)."""
-    os.makedirs(folder, exist_ok=True)
-    path = osp.join(folder, f'{record["image_id"]}.json')
-    with open(path, 'w') as f:
-        json.dump(
-            dict(
-                image_id=record['image_id'],
-                caption=record['pred_caption'],
-                phrases=record['pred_phrases'],
-                pred_masks=record['pred_masks']), f)
-    return path

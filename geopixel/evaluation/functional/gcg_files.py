@@ -14,7 +14,7 @@ decides the uni/multi-target split and is left out where the source does
 not say (RLE masks). Mask annotations of an image are in the order of its
 labels. Predictions: one ``{image_id}.json`` per image with ``image_id``,
 ``caption``, ``phrases``, ``pred_masks`` (RLE); duplicates and missing
-files follow :mod:`geopixel.evaluation.files`.
+files follow :mod:`geopixel.evaluation.functional.files`.
 """
 import glob
 import json
@@ -133,11 +133,26 @@ def read_prediction(path: str) -> dict:
     return content
 
 
+def write_prediction(folder: str, record: dict) -> str:
+    """One GLaMM-format prediction file: ``{image_id}.json`` with
+    ``image_id``, ``caption``, ``phrases`` and ``pred_masks`` (RLE)."""
+    os.makedirs(folder, exist_ok=True)
+    path = osp.join(folder, f'{record["image_id"]}.json')
+    with open(path, 'w') as f:
+        json.dump(
+            dict(
+                image_id=record['image_id'],
+                caption=record['pred_caption'],
+                phrases=record['pred_phrases'],
+                pred_masks=record['pred_masks']), f)
+    return path
+
+
 def load_predictions(folder: str) -> Tuple[Dict[str, Tuple[str, dict]],
                                            FolderReport]:
     """``{image_id: (file, prediction)}`` from a folder of GLaMM prediction
     files, one file per image by the duplicate rule (see
-    :mod:`geopixel.evaluation.files`), and the report of duplicates."""
+    :mod:`geopixel.evaluation.functional.files`), and the report of duplicates."""
     files = sorted(glob.glob(osp.join(folder, '*.json')))
     if not files:
         raise BadRecordError('no prediction files (*.json)', folder)
@@ -264,7 +279,7 @@ def records_from_files(caption_gt_file: str,
                        pred_dir: str,
                        kinds: str = 'num_instances'
                        ) -> Tuple[List[dict], FolderReport]:
-    """Records for :func:`geopixel.evaluation.gcg.score_gcg` and the
+    """Records for :func:`geopixel.evaluation.functional.gcg.score_gcg` and the
     report of the prediction folder (duplicates, missing files, notes).
 
     Every GT image is scored; an image without a prediction file counts as
