@@ -58,8 +58,34 @@ def _child(name, parent, location):
         name, parent=parent, scope=SCOPE, locations=[location])
 
 
-def _root(name, location):
-    return GeoPixelRegistry(name, scope=SCOPE, locations=[location])
+def _root(name, location, **kwargs):
+    return GeoPixelRegistry(name, scope=SCOPE, locations=[location],
+                            **kwargs)
+
+
+def build_tokenizer(cfg, registry, default_args=None):
+    """Tokenizers load from a folder: ``dict(type=InternLM2Tokenizer,
+    path=...)`` calls ``InternLM2Tokenizer.from_pretrained(path, ...)``
+    (a Hugging Face tokenizer class works the same way); a type without
+    ``from_pretrained`` is called with the arguments. An already built
+    tokenizer passes through."""
+    import inspect
+    if not isinstance(cfg, dict):
+        return cfg
+    args = dict(default_args or {}, **cfg)
+    obj_type = args.pop('type')
+    if isinstance(obj_type, str):
+        found = registry.get(obj_type)
+        if found is None:
+            raise KeyError(f'{obj_type!r} is not in the {registry.name} '
+                           f'registry; known: {sorted(registry.module_dict)}')
+        obj_type = found
+    if inspect.isclass(obj_type) and hasattr(obj_type, 'from_pretrained'):
+        if 'path' not in args:
+            raise TypeError(f'{obj_type.__name__} loads from a folder: give '
+                            'its path as path=...')
+        return obj_type.from_pretrained(args.pop('path'), **args)
+    return obj_type(**args)
 
 
 # Children of MMEngine's root registries.
@@ -80,6 +106,8 @@ LLM_ADAPTERS = _root('llm_adapter', 'geopixel.models.llms')
 GROUNDING_ENCODERS = _root('grounding_encoder',
                            'geopixel.models.grounding_encoders')
 MASK_DECODERS = _root('mask_decoder', 'geopixel.models.decoders')
+TOKENIZERS = _root('tokenizer', 'geopixel.tokenizers',
+                   build_func=build_tokenizer)
 
 ALL_REGISTRIES = {
     'MODELS': MODELS,
@@ -94,4 +122,5 @@ ALL_REGISTRIES = {
     'LLM_ADAPTERS': LLM_ADAPTERS,
     'GROUNDING_ENCODERS': GROUNDING_ENCODERS,
     'MASK_DECODERS': MASK_DECODERS,
+    'TOKENIZERS': TOKENIZERS,
 }

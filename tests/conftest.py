@@ -4,7 +4,7 @@ import os.path as osp
 
 import pytest
 
-import geopixel.engine  # noqa: F401  (MMEngine packaging fixes)
+from geopixel.engine import setup_mmengine
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED = os.environ.get('GEOPIXEL_SHARED', osp.join(osp.dirname(REPO),
@@ -16,6 +16,7 @@ GEOPIXELD_SAMPLE = osp.join(SHARED, 'data', 'geopixeld_sample')
 def pytest_configure(config):
     config.addinivalue_line('markers',
                             'slow: takes more than a few seconds')
+    setup_mmengine()  # what the tools do before loading a config
 
 
 @pytest.fixture(scope='session')

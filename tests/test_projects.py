@@ -33,4 +33,5 @@ def test_project_config_swaps_the_tiler(synthetic_root):
         synthetic_root)
     sample = DATASETS.build(cfg.train_dataloader.dataset)[0]
     assert sample['data_samples'].hd_grid == (1, 2)
-    assert sample['inputs']['hd_image'].shape == (3, 560, 1120)
+    # the tiny model's 224 px tiles
+    assert sample['inputs']['hd_image'].shape == (3, 224, 448)

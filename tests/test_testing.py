@@ -1,5 +1,5 @@
 """geopixel.testing: light to import, every export resolves, configs come
-fresh from the packaged tiny model, project configs get the tiny model."""
+fresh from the packaged tiny model, demo data from any named pipeline."""
 import os.path as osp
 import subprocess
 import sys
@@ -9,8 +9,6 @@ import pytest
 import geopixel.testing as testing
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-EXAMPLE_CONFIG = osp.join(REPO, 'projects', 'example_project', 'configs',
-                          'synthetic_rrsis_fixed_grid.py')
 
 
 def test_import_is_light():
@@ -45,25 +43,21 @@ def test_data_root_moves_the_tokenizer_folder(tmp_path):
     assert cfg['path'] == str(tmp_path / 'tokenizer')
 
 
-def tilers(cfg):
-    return [t['tiler'] for key in ('train_dataloader', 'test_dataloader')
-            for t in cfg[key]['dataset']['pipeline'] if 'tiler' in t]
+def test_get_config_moves_the_synthetic_paths(tmp_path):
+    cfg = testing.get_config(testing.TOY_RRSIS_CONFIG, str(tmp_path))
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[key].dataset.data_root == str(tmp_path / 'rrsisd')
 
 
-def test_dataset_config_gets_the_tiny_model_and_its_tile_size(
-        monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(osp.dirname(osp.dirname(EXAMPLE_CONFIG)))
-    cfg = testing.get_config(EXAMPLE_CONFIG, str(tmp_path))
-    tile = testing.tiny_component_cfg('vision_encoder')['tile_size']
-    assert cfg.model == testing.tiny_model_cfg(str(tmp_path))
-    assert tilers(cfg) and all(t['tile_size'] == tile for t in tilers(cfg))
-    assert cfg.train_dataloader.dataset.data_root.startswith(str(tmp_path))
-
-
-def test_config_with_a_model_keeps_its_tilers():
-    path = osp.join(REPO, 'configs', 'geopixel', 'gcg_9p.py')
-    from mmengine.config import Config
-    assert tilers(testing.get_config(path)) == tilers(Config.fromfile(path))
+def test_demo_data_takes_a_named_pipeline(synthetic_root):
+    cfg = testing.get_config(testing.TOY_RRSIS_CONFIG, synthetic_root)
+    own = testing.demo_data(cfg, 'test', num_samples=1)['data_samples'][0]
+    answers = testing.demo_data(
+        cfg, 'test', num_samples=1,
+        pipeline='teacher_forced_test_pipeline')['data_samples'][0]
+    # the same sentence, without and with the answer
+    assert own.metainfo['sent_id'] == answers.metainfo['sent_id']
+    assert len(answers.input_ids) > len(own.input_ids)
 
 
 def test_demo_data_refuses_more_samples_than_the_split_has(synthetic_root):

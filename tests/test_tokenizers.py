@@ -89,3 +89,23 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 def test_unencodable_text_is_a_clear_error(parity_tokenizer):
     with pytest.raises(ValueError, match=r"position 4 .* '\\ud800'"):
         parity_tokenizer.encode('the \ud800 pool')
+
+
+@pytest.mark.parametrize('default_scope', [None, 'geopixel', 'mmengine'])
+def test_tokenizers_registry_loads_from_a_folder(parity_dir, parity_tokenizer,
+                                                 default_scope):
+    from mmengine.registry import DefaultScope
+
+    from geopixel.registry import TOKENIZERS
+    folder = osp.join(parity_dir, 'checkpoint')
+    text = 'The <p> tennis court-1 </p> [SEG] at right'
+    with DefaultScope.overwrite_default_scope(default_scope):
+        for type_ in (InternLM2Tokenizer, 'InternLM2Tokenizer',
+                      'geopixel.InternLM2Tokenizer'):
+            tok = TOKENIZERS.build(dict(type=type_, path=folder))
+            assert tok.encode(text) == parity_tokenizer.encode(text)
+    assert TOKENIZERS.build(parity_tokenizer) is parity_tokenizer
+    with pytest.raises(TypeError, match='path='):
+        TOKENIZERS.build(dict(type=InternLM2Tokenizer))
+    with pytest.raises(KeyError, match='NoSuchTokenizer'):
+        TOKENIZERS.build(dict(type='NoSuchTokenizer', path=folder))

@@ -50,7 +50,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     from geopixel.checkpoint import describe_fit, load_model_weights
-    from geopixel.evaluation.files import format_number, write_scores
+    from geopixel.evaluation.functional.files import format_number, write_scores
     from geopixel.engine.runner_setup import (load_config, setup_cpu_distributed,
                                               trusts_checkpoint)
 
@@ -64,10 +64,10 @@ def main(argv=None):
     cfg.pop('strategy', None)
     setup_cpu_distributed(cfg)
     if args.show_dir:
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='geopixel.GeoPixelVisualizationHook',
-                 out_dir=args.show_dir)
-        ]
+        cfg.default_hooks.setdefault('visualization', dict(
+            type='geopixel.GeoPixelVisualizationHook'))
+        cfg.default_hooks.visualization.update(
+            draw=True, interval=1, test_out_dir=args.show_dir)
     pickle_out = args.out and args.out.endswith(('.pkl', '.pickle'))
     if args.out and not pickle_out:
         evaluators = cfg.test_evaluator if isinstance(

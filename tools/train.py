@@ -95,12 +95,15 @@ def build_runner(cfg):
 
 def main(argv=None):
     args = parse_args(argv)
-    from geopixel.engine import trust_checkpoint_dir
+    from geopixel.engine import setup_mmengine
 
     cfg = build_train_config(args)
-    trust_checkpoint_dir(cfg.work_dir)
+    # full unpickling only for the run's own checkpoints, or the named one
+    # with --trust-checkpoint
+    trusted = [cfg.work_dir]
     if args.trust_checkpoint and cfg.get('load_from'):
-        trust_checkpoint_dir(cfg.load_from)
+        trusted.append(cfg.load_from)
+    setup_mmengine(trusted_checkpoints=trusted)
     runner = build_runner(cfg)
     runner.train()
 

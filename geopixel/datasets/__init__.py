@@ -8,7 +8,6 @@ from .chat import (
                    RRSIS_QUESTION,
                    ChatTemplate,
                    official_labels,
-                   parse_phrases,
 )
 from .geopixeld import GeoPixelDDataset
 from .isaid import ISAID_CLASSES, ISAID_PHRASES, ISAIDDataset
@@ -26,7 +25,7 @@ __all__ = [
     'GeoPixelBaseDataset', 'unwrap_datasets', 'GeoPixelDDataset',
     'RRSISDDataset', 'ISAIDDataset', 'ISAID_CLASSES', 'ISAID_PHRASES',
     'ChatTemplate', 'INTERNLM2_CHAT', 'GCG_QUESTION', 'GCG_INFERENCE_QUESTION',
-    'RRSIS_QUESTION', 'RRSIS_ANSWER', 'official_labels', 'parse_phrases',
+    'RRSIS_QUESTION', 'RRSIS_ANSWER', 'official_labels',
     'LoadImageRGB', 'LoadGroundingMasks', 'LoadInstanceAnnotations',
     'TileImage', 'FormatChat', 'PackGeoPixelInputs'
 ]

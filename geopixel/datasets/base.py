@@ -271,25 +271,3 @@ def unwrap_datasets(dataset) -> List[object]:
         else:
             leaves.append(node)
     return leaves
-
-
-def build_object(cfg, default: Optional[Callable] = None):
-    """An object from ``dict(type=callable, **kwargs)``, or ``cfg`` itself.
-
-    Used for pipeline arguments such as a tokenizer, whose ``type`` is a
-    callable (``InternLM2Tokenizer.from_pretrained``) rather than a
-    registered name.
-    """
-    if cfg is None:
-        return default() if default is not None else None
-    if isinstance(cfg, dict):
-        cfg = dict(cfg)
-        obj_type = cfg.pop('type')
-        if isinstance(obj_type, str):
-            from mmengine.utils import get_object_from_string
-            resolved = get_object_from_string(obj_type)
-            if resolved is None:
-                raise KeyError(f'cannot resolve {obj_type!r}')
-            obj_type = resolved
-        return obj_type(**cfg)
-    return cfg

@@ -8,14 +8,10 @@ The official sequence for one training sample is::
 (the image comes before BOS in training and after it at inference; see
 ``bos_before_image`` in :class:`geopixel.datasets.transforms.FormatChat`).
 """
-import re
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-IGNORE_INDEX = -100
-SEG_TOKEN = '[SEG]'
-PHRASE_START = '<p>'
-PHRASE_END = '</p>'
+from geopixel.structures.vocabulary import IGNORE_INDEX, count_seg
 
 GCG_QUESTION = ('Could you perform an in-depth analysis of this photo, '
                 'including interleaved segmentation masks to map each part '
@@ -28,8 +24,6 @@ RRSIS_QUESTION = ('Could you provide a segmentation mask for {ref_exp} in '
 RRSIS_ANSWER = 'Sure, it is [SEG].'
 
 USER_ROLES = ('human', 'user')
-
-_PHRASE_RE = re.compile(r'<p>(.*?)</p>\s*\[SEG\]', re.S)
 
 
 @dataclass(frozen=True)
@@ -107,13 +101,9 @@ def check_text(text: str,
     return text
 
 
-def parse_phrases(text: str) -> List[str]:
-    """Phrases in ``<p> phrase </p> [SEG]`` order (stripped)."""
-    return [m.strip() for m in _PHRASE_RE.findall(text)]
-
-
-def count_seg(turns: Sequence[Tuple[str, str]]) -> int:
-    return sum(text.count(SEG_TOKEN) for _, text in turns)
+def count_turn_segs(turns: Sequence[Tuple[str, str]]) -> int:
+    """``[SEG]`` tokens (hence masks) of a whole conversation."""
+    return sum(count_seg(text) for _, text in turns)
 
 
 def official_labels(ids: Sequence[int], end_of_turn_id: int,

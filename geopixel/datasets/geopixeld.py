@@ -23,7 +23,8 @@ from .base import (
     GeoPixelBaseDataset,
     parse_guarded,
 )
-from .chat import GCG_QUESTION, check_text, count_seg, normalise_turns
+from .chat import (GCG_QUESTION, check_text, count_turn_segs,
+                   normalise_turns)
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
 
@@ -87,7 +88,7 @@ class GeoPixelDDataset(GeoPixelBaseDataset):
         roots = self._roots()
         img_path = resolve_data_path(image, roots, file, label)
         turns = normalise_turns(record.get('conversations'), file, label)
-        num_segs = count_seg(turns)
+        num_segs = count_turn_segs(turns)
         if 'polygons' in record:
             if not isinstance(record['polygons'], str):
                 raise BadRecordError(
@@ -165,7 +166,7 @@ class GeoPixelDDataset(GeoPixelBaseDataset):
         return dict(
             img_path=img_path,
             conversations=turns,
-            num_segs=count_seg(turns),
+            num_segs=count_turn_segs(turns),
             mask_source=dict(type='polygon_file', path=file),
             record_id=label,
             ann_file=file,

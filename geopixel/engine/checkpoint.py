@@ -4,30 +4,30 @@
   temporary file in the target folder, fsyncs it and renames it over the
   target, so a crash mid-save never leaves a truncated checkpoint or a
   ``last_checkpoint`` pointer to one.
-* ``load_from_local_safe`` replaces MMEngine 0.10.7's local loader (which
-  calls ``torch.load`` without ``weights_only`` and fails on torch>=2.6,
-  mmengine#1655) with :func:`geopixel.checkpoint.read_checkpoint`: our own
-  training checkpoints load without unpickling code; anything else that
-  needs a full unpickle loads only from a trusted path (the run's own
-  ``work_dir``, or a checkpoint the user passes ``--trust-checkpoint`` for,
-  see :func:`trust_checkpoint_dir`). Non-finite weights are refused.
+* :class:`SafeLocalCheckpointLoader` replaces MMEngine 0.10.7's local loader
+  (which calls ``torch.load`` without ``weights_only`` and fails on
+  torch>=2.6, mmengine#1655) with :func:`geopixel.checkpoint.read_checkpoint`:
+  our own training checkpoints load without unpickling code; anything else
+  that needs a full unpickle loads only from the paths it was given as
+  trusted (the run's own ``work_dir``, a checkpoint the user passed
+  ``--trust-checkpoint`` for). Non-finite weights are refused.
 * :func:`resume_candidates` / :func:`pick_resume_checkpoint` find the newest
   checkpoint of a work dir that reads back, skipping damaged ones.
+
+Nothing here touches MMEngine when imported: :func:`geopixel.engine.
+setup_mmengine` registers the backend and the loader.
 """
 import logging
 import os
 import os.path as osp
 import re
 import tempfile
-from typing import List, Optional, Union
+from typing import List, Optional, Sequence, Union
 
-from mmengine.fileio import register_backend
 from mmengine.fileio.backends import LocalBackend
 from mmengine.logging import print_log
-from mmengine.runner.checkpoint import CheckpointLoader
 
 ATOMIC_BACKEND = 'geopixel_atomic_local'
-_TRUSTED_DIRS: List[str] = []
 
 
 def atomic_write(data: Union[bytes, str], path: str,
@@ -49,7 +49,6 @@ def atomic_write(data: Union[bytes, str], path: str,
         raise
 
 
-@register_backend(ATOMIC_BACKEND, force=True)
 class AtomicLocalBackend(LocalBackend):
     """LocalBackend whose writes are atomic (temp file + fsync + rename)."""
 
@@ -60,36 +59,50 @@ class AtomicLocalBackend(LocalBackend):
         atomic_write(obj, str(filepath), encoding)
 
 
-def trust_checkpoint_dir(path: str) -> None:
-    """Allow full unpickling of checkpoints at ``path`` (a file) or under
-    it (a folder: a run's own work_dir). Only for files the user vouches
-    for: unpickling runs whatever code the file carries."""
-    path = osp.abspath(path)
-    if path not in _TRUSTED_DIRS:
-        _TRUSTED_DIRS.append(path)
+def register_atomic_backend() -> None:
+    """Make ``backend_args=dict(backend=ATOMIC_BACKEND)`` work (idempotent)."""
+    from mmengine.fileio import register_backend
+    register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
 
 
-def _is_trusted(filename: str) -> bool:
-    filename = osp.abspath(filename)
-    return any(
-        osp.commonpath([filename, d]) == d for d in _TRUSTED_DIRS)
+class SafeLocalCheckpointLoader:
+    """MMEngine's local checkpoint loader, safe on torch>=2.6.
 
+    Args:
+        trusted: files, or folders whose files, may be fully unpickled when
+            a weights-only load refuses them; every other file is only
+            ever read weights-only.
+    """
 
-def load_from_local_safe(filename: str, map_location=None):
-    """MMEngine's local checkpoint loader, safe on torch>=2.6."""
-    from geopixel.checkpoint import check_finite, read_checkpoint
-    filename = osp.expanduser(filename)
-    checkpoint = read_checkpoint(
-        filename, map_location=map_location, trusted=_is_trusted(filename))
-    state = (checkpoint.get('state_dict', checkpoint)
-             if isinstance(checkpoint, dict) else None)
-    if isinstance(state, dict):
-        check_finite(state, filename)
-    return checkpoint
+    # MMEngine logs "Loads checkpoint by {__name__[10:]} backend"
+    __name__ = 'load_from_local'
 
+    def __init__(self, trusted: Sequence[str] = ()):
+        self.trusted = [osp.abspath(p) for p in trusted]
 
-CheckpointLoader.register_scheme(
-    prefixes='', loader=load_from_local_safe, force=True)
+    def is_trusted(self, filename: str) -> bool:
+        filename = osp.abspath(filename)
+        return any(
+            osp.commonpath([filename, d]) == d for d in self.trusted)
+
+    def __call__(self, filename: str, map_location=None):
+        from geopixel.checkpoint import check_finite, read_checkpoint
+        filename = osp.expanduser(filename)
+        checkpoint = read_checkpoint(
+            filename, map_location=map_location,
+            trusted=self.is_trusted(filename))
+        state = (checkpoint.get('state_dict', checkpoint)
+                 if isinstance(checkpoint, dict) else None)
+        if isinstance(state, dict):
+            check_finite(state, filename)
+        return checkpoint
+
+    def install(self) -> 'SafeLocalCheckpointLoader':
+        """Register as MMEngine's loader for local paths (replacing any
+        earlier one, so the trusted paths are exactly this loader's)."""
+        from mmengine.runner.checkpoint import CheckpointLoader
+        CheckpointLoader.register_scheme(prefixes='', loader=self, force=True)
+        return self
 
 
 _CHECKPOINT_NAME = re.compile(r'^(iter|epoch)_(\d+)\.pth$')

@@ -15,6 +15,9 @@ def load_config(path: str,
     ``work_dirs/<config name>``.
     """
     from mmengine.config import Config
+
+    from .setup import setup_mmengine
+    setup_mmengine()  # absolute config inheritance needs the package lookup
     cfg = Config.fromfile(path)
     cfg.launcher = launcher
     if cfg_options:

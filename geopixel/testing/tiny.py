@@ -72,37 +72,10 @@ def tiny_sam_cfgs():
 
 
 def get_config(path: str, data_root=None):
-    """Load a config for a model test.
-
-    Paths under ``data/synthetic`` move to ``data_root``. A config without
-    a ``model`` (a project's dataset config) gets the tiny model, and its
-    tilers are set to cut that model's tile size.
-    """
+    """Load a config, its ``data/synthetic`` paths moved to ``data_root``."""
     from mmengine.config import Config
     cfg = Config.fromfile(path)
-    if 'model' not in cfg:
-        cfg.model = tiny_model_cfg()
-        _set_tile_size(cfg, cfg.model.vision_encoder.tile_size)
     return cfg if data_root is None else relocate(cfg, data_root)
-
-
-def _set_tile_size(cfg, tile_size: int) -> None:
-    """``tile_size`` on every ``tiler`` in the dataloaders, wherever the
-    pipelines sit (no list indices)."""
-    from collections.abc import Mapping
-
-    def visit(node):
-        if isinstance(node, Mapping):
-            if isinstance(node.get('tiler'), Mapping):
-                node['tiler']['tile_size'] = tile_size
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, (list, tuple)):
-            for value in node:
-                visit(value)
-
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        visit(cfg.get(key))
 
 
 def tiny_model(cfg, seed: int = 0, **changes):
@@ -121,21 +94,32 @@ def tiny_model(cfg, seed: int = 0, **changes):
     return MODELS.build(model_cfg)
 
 
-def demo_data(cfg, split: str = 'train', num_samples: int = 2) -> dict:
+def demo_data(cfg,
+              split: str = 'train',
+              num_samples: int = 2,
+              pipeline=None) -> dict:
     """The first ``num_samples`` samples of ``cfg``'s ``split`` dataloader
-    dataset, collated: the input of ``model.train_step`` / ``test_step``."""
+    dataset, collated: the input of ``model.train_step`` / ``test_step``.
+
+    ``pipeline`` names a pipeline of the config (e.g. ``'test_pipeline'``)
+    to use instead of the dataset's own.
+    """
     from mmengine.dataset import pseudo_collate
 
     from geopixel.registry import DATASETS
-    dataset = DATASETS.build(cfg[f'{split}_dataloader']['dataset'])
+    dataset_cfg = copy.deepcopy(cfg[f'{split}_dataloader']['dataset'])
+    if pipeline is not None:
+        dataset_cfg['pipeline'] = cfg[pipeline]
+    dataset = DATASETS.build(dataset_cfg)
     if len(dataset) < num_samples:
         raise ValueError(f'the {split} dataset has {len(dataset)} samples, '
                          f'fewer than the {num_samples} asked for')
     return pseudo_collate([dataset[i] for i in range(num_samples)])
 
 
-def demo_batch(cfg, model, split: str = 'train', num_samples: int = 2):
+def demo_batch(cfg, model, split: str = 'train', num_samples: int = 2,
+               pipeline=None):
     """:func:`demo_data` through ``model``'s data preprocessor (in training
     mode for the train split): the input of ``model(**batch, mode=...)``."""
     return model.data_preprocessor(
-        demo_data(cfg, split, num_samples), split == 'train')
+        demo_data(cfg, split, num_samples, pipeline), split == 'train')

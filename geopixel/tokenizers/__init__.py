@@ -1,4 +1,5 @@
-"""Tokenizers (no transformers import: ids are computed by sentencepiece)."""
-from .internlm2 import GEOPIXEL_TOKENS, InternLM2Tokenizer
+"""Tokenizers (TOKENIZERS registry); no transformers import: ids are
+computed by sentencepiece."""
+from .internlm2 import InternLM2Tokenizer
 
-__all__ = ['InternLM2Tokenizer', 'GEOPIXEL_TOKENS']
+__all__ = ['InternLM2Tokenizer']

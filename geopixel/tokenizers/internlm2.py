@@ -23,13 +23,15 @@ import re
 import shutil
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
+from geopixel.registry import TOKENIZERS
+from geopixel.structures.vocabulary import GEOPIXEL_TOKENS
 from geopixel.utils.errors import unencodable_text
 
-GEOPIXEL_TOKENS = ('[SEG]', '<p>', '</p>')
 END_OF_TURN = '[UNUSED_TOKEN_145]'
 START_OF_TURN = '[UNUSED_TOKEN_146]'
 
 
+@TOKENIZERS.register_module()
 class InternLM2Tokenizer:
     """Sentencepiece InternLM2 tokenizer plus GeoPixel's added tokens.
 

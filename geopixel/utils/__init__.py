@@ -4,7 +4,6 @@ from .files import read_json
 from .masks import (
                     decode_rle,
                     encode_rle,
-                    mask_iou,
                     polygons_to_mask,
                     validate_polygon,
 )
@@ -12,7 +11,7 @@ from .paths import resolve_data_path
 from .setup_env import load_plugins, register_all_modules
 
 __all__ = [
-    'BadRecordError', 'decode_rle', 'encode_rle', 'mask_iou',
+    'BadRecordError', 'decode_rle', 'encode_rle',
     'polygons_to_mask', 'validate_polygon', 'resolve_data_path',
     'load_plugins', 'register_all_modules', 'unencodable_text', 'read_json'
 ]

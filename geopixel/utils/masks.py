@@ -248,16 +248,6 @@ def coco_segmentation_to_mask(segmentation: Union[list, dict],
     return np.ascontiguousarray(mask.astype(np.uint8))
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two binary masks (0.0 when both empty)."""
-    a = a.astype(bool)
-    b = b.astype(bool)
-    union = np.logical_or(a, b).sum()
-    if union == 0:
-        return 0.0
-    return float(np.logical_and(a, b).sum()) / float(union)
-
-
 def stack_masks(masks: List[np.ndarray], height: int,
                 width: int) -> np.ndarray:
     """[N, H, W] uint8 stack (an empty list gives shape [0, H, W])."""

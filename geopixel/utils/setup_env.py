@@ -22,13 +22,17 @@ def load_plugins() -> list:
 def register_all_modules(init_default_scope: bool = True) -> None:
     """Import all geopixel component modules so registries are filled.
 
-    Also sets MMEngine's default scope to ``geopixel`` (for scripts that
-    build components by name outside the Runner) and loads plugins.
+    Also applies geopixel's MMEngine workarounds
+    (:func:`geopixel.engine.setup_mmengine`), sets MMEngine's default scope
+    to ``geopixel`` (for scripts that build components by name outside the
+    Runner) and loads plugins.
     """
     for module in ('geopixel.models', 'geopixel.datasets',
                    'geopixel.evaluation', 'geopixel.engine',
                    'geopixel.visualization', 'geopixel.apis'):
         importlib.import_module(module)
+    from geopixel.engine import setup_mmengine
+    setup_mmengine()
     load_plugins()
     if init_default_scope:
         from mmengine.registry import init_default_scope as init_scope

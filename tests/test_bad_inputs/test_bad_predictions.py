@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pytest
 
-from geopixel.evaluation import gcg
+from geopixel.evaluation.functional import gcg
 from geopixel.utils import BadRecordError, encode_rle
 from tests.test_evaluation.gcg_helpers import (strict_json, tool_args,
                                                write_gcg_split)
@@ -259,7 +259,7 @@ def test_java_missing_keeps_the_mask_metrics(case, tmp_path, monkeypatch):
 def rrsis_folder(synthetic_root, tmp_path):
     """Perfect RRSIS predictions (the GT, as PNGs) for the synthetic test
     split; returns (data root, folder, sent_ids, image size)."""
-    from geopixel.evaluation.rrsis_files import (_gt_mask, gt_samples,
+    from geopixel.evaluation.functional.rrsis_files import (_gt_mask, gt_samples,
                                                  write_prediction_png)
     root = osp.join(synthetic_root, 'rrsisd')
     preds = str(tmp_path / 'preds')

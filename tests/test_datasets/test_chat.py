@@ -6,13 +6,12 @@ import pytest
 from safetensors.torch import load_file
 
 from geopixel.datasets.chat import (
-    IGNORE_INDEX,
     INTERNLM2_CHAT,
     exact_labels,
     normalise_turns,
     official_labels,
-    parse_phrases,
 )
+from geopixel.structures import IGNORE_INDEX
 from geopixel.utils import BadRecordError
 
 
@@ -96,12 +95,6 @@ def test_prompt_for_generation():
     prompt = INTERNLM2_CHAT.prompt('  Describe.  ')
     assert prompt == ('[UNUSED_TOKEN_146]user\nDescribe.[UNUSED_TOKEN_145]\n'
                       '[UNUSED_TOKEN_146]assistant\n')
-
-
-def test_parse_phrases():
-    text = ('The <p> tennis court-1 </p> [SEG] at right, <p>x</p>[SEG] and '
-            '<p> dangling </p> without a mask.')
-    assert parse_phrases(text) == ['tennis court-1', 'x']
 
 
 @pytest.mark.parametrize('bad', [

@@ -19,7 +19,7 @@ from geopixel.engine import (
     ATOMIC_BACKEND,
     AtomicLocalBackend,
     atomic_write,
-    trust_checkpoint_dir,
+    setup_mmengine,
 )
 from geopixel.engine.checkpoint import (
     pick_resume_checkpoint,
@@ -110,8 +110,16 @@ def test_arbitrary_objects_need_trust(tmp_path):
     message = str(err.value)
     assert str(untrusted) in message and '--trust-checkpoint' in message
     assert 'test_checkpoint.Arbitrary' in message
-    trust_checkpoint_dir(str(untrusted))  # a file, not its folder
-    assert _load_checkpoint(str(untrusted))['obj'].value == 1
+    # trusted paths are passed explicitly: a file, not its folder
+    setup_mmengine(trusted_checkpoints=[str(untrusted)])
+    try:
+        assert _load_checkpoint(str(untrusted))['obj'].value == 1
+        sibling = untrusted.parent / 'other.pth'
+        torch.save({'obj': Arbitrary()}, sibling)
+        with pytest.raises(CheckpointError):
+            _load_checkpoint(str(sibling))
+    finally:
+        setup_mmengine()  # back to trusting nothing
 
 
 def test_getattr_is_served_for_history_buffers_only(tmp_path):
@@ -197,3 +205,41 @@ def test_model_weights_load_strictly(tmp_path):
         load_model_weights(TwoLayers(width=4), str(full))
     assert 'mismatched keys' in str(err.value)
     assert 'a.weight (3, 2) vs model (4, 2)' in str(err.value)
+
+
+def test_importing_geopixel_changes_no_mmengine_global():
+    """Every geopixel module imports without touching MMEngine's package
+    lookup, checkpoint loaders, file backends or default scope; the
+    workarounds come from one explicit call."""
+    import subprocess
+    import sys
+    code = '''
+import importlib, pkgutil
+import mmengine.config.config as config_module
+from mmengine.fileio.backends.registry_utils import backends
+from mmengine.registry import DefaultScope
+from mmengine.runner.checkpoint import CheckpointLoader
+
+def state():
+    return (config_module.get_installed_path, dict(CheckpointLoader._schemes),
+            dict(backends), DefaultScope.get_current_instance())
+
+before = state()
+import geopixel
+names = [m.name for m in pkgutil.walk_packages(geopixel.__path__,
+                                               'geopixel.')
+         if '.configs' not in m.name]
+for name in names:
+    importlib.import_module(name)
+assert state() == before, 'an import changed MMEngine'
+from geopixel.engine import setup_mmengine
+setup_mmengine()
+after = state()
+assert after[0] is not before[0] and after[1][''] is not before[1]['']
+assert 'geopixel_atomic_local' in after[2]
+print(len(names))
+'''
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip()) > 50

@@ -76,22 +76,59 @@ def test_time_budget_counts_training_not_validation(monkeypatch):
     assert loop._max_iters == 2 and hook.spent == 80.0
 
 
-def test_visualization_hook_writes_one_picture_per_sample(tmp_path):
+def vis_inputs(n):
     import torch
 
-    from geopixel.engine.hooks import GeoPixelVisualizationHook
     from geopixel.structures import GeoPixelDataSample
     samples = []
-    for i in range(2):
+    for i in range(n):
         s = GeoPixelDataSample(metainfo=dict(img_path=f'/x/img{i}.png',
                                              phrases=['a']))
         s.gt_masks = torch.ones(1, 8, 8, dtype=torch.uint8)
         s.pred_masks = torch.randn(1, 8, 8)
         samples.append(s)
-    batch = dict(inputs=dict(image=[torch.zeros(3, 8, 8, dtype=torch.uint8)]
-                             * 2))
-    hook = GeoPixelVisualizationHook(str(tmp_path / 'show'), max_samples=1)
-    hook.after_test_iter(None, 0, batch, samples)
+    images = [torch.zeros(3, 8, 8, dtype=torch.uint8)] * n
+    return dict(inputs=dict(image=images)), samples
+
+
+def vis_runner(tmp_path):
+    from mmengine.visualization import LocalVisBackend
+
+    from geopixel.visualization import GeoPixelVisualizer
+    visualizer = GeoPixelVisualizer(
+        name=f'vis-{tmp_path.name}', save_dir=str(tmp_path / 'vis'),
+        vis_backends=[dict(type=LocalVisBackend)])
+    return types.SimpleNamespace(visualizer=visualizer, iter=7)
+
+
+def test_visualization_hook_draws_test_samples_through_the_visualizer(
+        tmp_path):
+    from geopixel.engine.hooks import GeoPixelVisualizationHook
+    runner = vis_runner(tmp_path)
+    batch, samples = vis_inputs(3)
+    GeoPixelVisualizationHook(test_out_dir=str(tmp_path / 'off')) \
+        .after_test_iter(runner, 0, batch, samples)
+    assert not (tmp_path / 'off').exists()  # draw=False: nothing
+    hook = GeoPixelVisualizationHook(draw=True, interval=2,
+                                     test_out_dir=str(tmp_path / 'show'))
+    hook.after_test_iter(runner, 0, batch, samples)
+    hook.after_test_iter(runner, 1, batch, samples)  # samples 3, 4, 5
     assert sorted(p.name for p in (tmp_path / 'show').iterdir()) == [
-        '00000_img0.png'
+        '00000_img0.png', '00002_img2.png', '00004_img1.png'
     ]
+    capped = GeoPixelVisualizationHook(draw=True, interval=1, max_samples=1,
+                                       test_out_dir=str(tmp_path / 'one'))
+    capped.after_test_iter(runner, 0, batch, samples)
+    assert len(list((tmp_path / 'one').iterdir())) == 1
+
+
+def test_visualization_hook_sends_validation_to_the_backends(tmp_path):
+    from geopixel.engine.hooks import GeoPixelVisualizationHook
+    runner = vis_runner(tmp_path)
+    batch, samples = vis_inputs(2)
+    hook = GeoPixelVisualizationHook(draw=True, interval=2)
+    for batch_idx in range(4):  # batches 2 and 4 draw their first sample
+        runner.iter = 10 + batch_idx  # the training step it is filed under
+        hook.after_val_iter(runner, batch_idx, batch, samples)
+    written = sorted(p.name for p in (tmp_path / 'vis').rglob('*.png'))
+    assert written == ['val_img0_11.png', 'val_img0_13.png']

@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 
-from geopixel.evaluation.gcg import rle_area, rle_bbox
-from geopixel.evaluation.metrics import write_prediction
+from geopixel.evaluation.functional.gcg import rle_area, rle_bbox
+from geopixel.evaluation.functional.gcg_files import write_prediction
 from geopixel.utils import encode_rle
 
 SIZE = 32

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from geopixel.evaluation.gcg import (caption_scores, clean_caption,
-                                     greedy_matches, image_miou,
-                                     image_recall_matches, parse_phrases,
+from geopixel.evaluation.functional.gcg import (caption_scores, greedy_matches,
+                                     image_miou, image_recall_matches,
                                      score_gcg)
+from geopixel.structures import glamm_caption, glamm_phrases
 from geopixel.utils import encode_rle
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -42,9 +42,9 @@ def record(image_id, gt_masks, gt_labels, kinds=None, pred_masks=None,
 def test_caption_cleaning_and_phrases_as_glamm():
     text = ("The <p> tennis court-1 </p> [SEG] at right, <p>x</p>[SEG] and\n"
             "  two   <p>ships </p> [SEG].")
-    assert clean_caption(text) == 'The tennis court-1 at right, x and two ' \
+    assert glamm_caption(text) == 'The tennis court-1 at right, x and two ' \
         'ships .'
-    assert parse_phrases(text) == ['tennis court-1', 'x', 'ships']
+    assert glamm_phrases(text) == ['tennis court-1', 'x', 'ships']
 
 
 def test_greedy_matching_ties_go_row_major():
@@ -261,8 +261,8 @@ def test_gt_converter_and_prediction_folder(synthetic_root, tmp_path):
     score 100 through tools/analysis/eval_predictions.py."""
     from geopixel.datasets import (GeoPixelDDataset, LoadGroundingMasks,
                                    LoadImageRGB)
-    from geopixel.evaluation.gcg_files import glamm_gt_from_dataset
-    from geopixel.evaluation.metrics import write_prediction
+    from geopixel.evaluation.functional.gcg_files import glamm_gt_from_dataset
+    from geopixel.evaluation.functional.gcg_files import write_prediction
     out = tmp_path / 'gt'
     subprocess.run([
         sys.executable,
@@ -313,7 +313,7 @@ def test_bert_text_scorer_from_a_local_folder(tmp_path):
     """GLaMM's text similarity on a tiny random BERT saved locally."""
     from transformers import BertConfig, BertModel, BertTokenizer
 
-    from geopixel.evaluation.gcg import BertMeanPoolScorer
+    from geopixel.evaluation.functional.gcg import BertMeanPoolScorer
     vocab = tmp_path / 'vocab.txt'
     words = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'small', 'large',
              'vehicle', 'ship', 'plane', 'white']
@@ -336,7 +336,7 @@ def literal_reference_recall(recs, text_sim=1.0):
     """GLaMM's recall loop as a literal program (our reading of
     evaluate.py): a (labels x phrases) similarity matrix indexed with the
     max-IoU pair after the IoU test, the image body inside try/except."""
-    from geopixel.evaluation.gcg import iou_matrix
+    from geopixel.evaluation.functional.iou import iou_matrix
     from geopixel.utils import decode_rle
     tp = positives = 0
     for rec in recs:

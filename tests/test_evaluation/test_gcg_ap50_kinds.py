@@ -12,7 +12,7 @@ import io
 
 import pytest
 
-from geopixel.evaluation.gcg import score_gcg
+from geopixel.evaluation.functional.gcg import score_gcg
 from .test_gcg import box, record
 
 UNI = box(0, 10, 0, 10)  # 100 px

@@ -10,8 +10,8 @@ import stat
 import numpy as np
 import pytest
 
-from geopixel.evaluation import gcg
-from geopixel.evaluation.gcg_files import (glamm_gt_from_dataset,
+from geopixel.evaluation.functional import gcg
+from geopixel.evaluation.functional.gcg_files import (glamm_gt_from_dataset,
                                            records_from_files)
 from geopixel.utils import BadRecordError
 from .gcg_helpers import (LABELS, image_masks, strict_json, tool_args,

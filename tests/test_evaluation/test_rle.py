@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from geopixel.evaluation.rle import check_rle, decode_checked_rle, rle_runs
+from geopixel.evaluation.functional.rle import check_rle, decode_checked_rle, rle_runs
 from geopixel.utils import BadRecordError, encode_rle
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from geopixel.evaluation.metrics import RRSISMetric
-from geopixel.evaluation.rrsis_files import gt_samples
+from geopixel.evaluation.functional.rrsis_files import gt_samples
 from geopixel.utils import BadRecordError, encode_rle
 from .gcg_helpers import strict_json
 from .test_gcg_files import load_tool

@@ -1,8 +1,7 @@
 """The whole GeoPixel model at tiny size: modes, batching, swaps, training.
 
 Model-level tests run on every tiny config and on the example project's
-config (a dataset config: geopixel.testing gives it the tiny model), with
-one model built per config and shared by the module.
+config, with one model built per config and shared by the module.
 """
 import copy
 import os.path as osp
@@ -134,6 +133,26 @@ def test_predict_in_the_configs_mode_is_scored_by_its_metric(cfg, model):
     scores = evaluator.evaluate(len(out))
     assert scores and all(0 <= v <= 100 for k, v in scores.items()
                           if 'samples' not in k)
+
+
+def test_predict_mode_and_pipeline_must_agree(cfg, model):
+    """A generation prompt is a teacher-forced error, and a given answer a
+    generation error, whichever mode the config predicts in."""
+    prompts = demo_batch(cfg, model, split='test',
+                         pipeline='test_pipeline')
+    answers = demo_batch(cfg, model, split='test',
+                         pipeline='teacher_forced_test_pipeline')
+    mode = model.predict_mode
+    model.eval()
+    try:
+        model.predict_mode = 'teacher_forced'
+        with pytest.raises(ValueError, match='teacher_forced_test_pipeline'):
+            model(**prompts, mode='predict')
+        model.predict_mode = 'generate'
+        with pytest.raises(ValueError, match='needs the question only'):
+            model(**answers, mode='predict')
+    finally:
+        model.predict_mode = mode
 
 
 def test_tensor_mode(cfg, model):

@@ -21,8 +21,9 @@ def test_list_components():
     assert set(table) == {
         'MODELS', 'DATASETS', 'TRANSFORMS', 'METRICS', 'HOOKS', 'VISUALIZERS',
         'INFERENCERS', 'TILERS', 'VISION_ENCODERS', 'LLM_ADAPTERS',
-        'GROUNDING_ENCODERS', 'MASK_DECODERS'
+        'GROUNDING_ENCODERS', 'MASK_DECODERS', 'TOKENIZERS'
     }
+    assert 'InternLM2Tokenizer' in table['TOKENIZERS']
     assert table['TILERS']['AdaptiveHDTiler'].endswith('AdaptiveHDTiler')
     assert 'GeoPixelDDataset' in table['DATASETS']
     assert 'DiceLoss' in table['MODELS']

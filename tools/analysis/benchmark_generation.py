@@ -56,7 +56,6 @@ def main(argv=None):
 
     import torch
 
-    import geopixel.engine  # noqa: F401
     from geopixel.engine.runner_setup import load_config
     from geopixel.registry import LLM_ADAPTERS
     torch.manual_seed(0)

@@ -103,7 +103,6 @@ def main(argv=None):
                         help='override config keys')
     args = parser.parse_args(argv)
 
-    import geopixel.engine  # noqa: F401
     from geopixel.datasets.synthetic import generate_synthetic_dataset
     from geopixel.engine.runner_setup import load_config, relocate_paths
     from mmengine.runner import Runner

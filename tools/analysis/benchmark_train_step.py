@@ -36,7 +36,6 @@ def main(argv=None):
     import torch
     from mmengine.dataset import pseudo_collate
 
-    import geopixel.engine  # noqa: F401
     from geopixel.engine.runner_setup import load_config
     from geopixel.registry import DATASETS, MODELS
     torch.manual_seed(0)

@@ -22,7 +22,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def format_table(scores: dict) -> str:
-    from geopixel.evaluation.files import format_number
+    from geopixel.evaluation.functional.files import format_number
     recall = next(k for k in ('Recall', 'Recall (IoU-only)') if k in scores)
     rows = [('', 'AP50', 'mIoU', recall)]
     for prefix, name in (('', 'overall'), ('uni/', 'uni-target'),
@@ -41,7 +41,7 @@ def format_table(scores: dict) -> str:
 
 
 def caption_line(scores: dict) -> str:
-    from geopixel.evaluation.files import format_number
+    from geopixel.evaluation.functional.files import format_number
     return (f'CIDEr {format_number(scores["CIDEr"])}  METEOR '
             f'{format_number(scores["METEOR"])}')
 
@@ -65,12 +65,12 @@ def main(argv=None):
     parser.add_argument('--out', help='write the scores as JSON')
     args = parser.parse_args(argv)
 
-    from geopixel.evaluation.files import write_scores
-    from geopixel.evaluation.gcg import (BertMeanPoolScorer,
+    from geopixel.evaluation.functional.files import write_scores
+    from geopixel.evaluation.functional.gcg import (BertMeanPoolScorer,
                                          CaptionToolsMissing,
                                          require_caption_tools,
                                          score_gcg_captions, score_gcg_masks)
-    from geopixel.evaluation.gcg_files import records_from_files
+    from geopixel.evaluation.functional.gcg_files import records_from_files
     start = time.time()
     records, report = records_from_files(args.caption_gt, args.mask_gt,
                                          args.pred_dir, args.kinds)

@@ -20,7 +20,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def format_table(scores: dict) -> str:
-    from geopixel.evaluation.files import format_number
+    from geopixel.evaluation.functional.files import format_number
     names = [k for k in scores if k.startswith('P@')] + ['oIoU', 'mIoU']
     return '\n'.join([
         '  '.join(f'{n:>7}' for n in names),
@@ -45,8 +45,8 @@ def main(argv=None):
     parser.add_argument('--out', help='write the scores as JSON')
     args = parser.parse_args(argv)
 
-    from geopixel.evaluation.files import write_scores
-    from geopixel.evaluation.rrsis_files import (gt_samples,
+    from geopixel.evaluation.functional.files import write_scores
+    from geopixel.evaluation.functional.rrsis_files import (gt_samples,
                                                  score_prediction_folder)
     start = time.time()
     samples = gt_samples(args.data_root, args.split)

@@ -24,7 +24,7 @@ def main(argv=None):
 
     from geopixel.datasets import (GeoPixelDDataset, LoadGroundingMasks,
                                    LoadImageRGB)
-    from geopixel.evaluation.gcg_files import (glamm_gt_from_dataset,
+    from geopixel.evaluation.functional.gcg_files import (glamm_gt_from_dataset,
                                                write_glamm_gt)
     dataset = GeoPixelDDataset(
         ann_file=osp.abspath(args.ann),  # as given, not under --data-root

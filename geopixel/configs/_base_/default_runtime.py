@@ -8,7 +8,8 @@ from mmengine.hooks import (
 from mmengine.runner import LogProcessor
 from mmengine.visualization import LocalVisBackend
 
-from geopixel.engine.hooks import AtomicCheckpointHook, BadRecordSummaryHook
+from geopixel.engine.hooks import (AtomicCheckpointHook, BadRecordSummaryHook,
+                                   GeoPixelVisualizationHook)
 from geopixel.visualization import GeoPixelVisualizer
 
 # Configs name classes, not strings, so no default scope is needed (and
@@ -24,7 +25,10 @@ default_hooks = dict(
     checkpoint=dict(
         type=AtomicCheckpointHook, by_epoch=False, interval=500,
         max_keep_ckpts=2),
-    sampler_seed=dict(type=DistSamplerSeedHook))
+    sampler_seed=dict(type=DistSamplerSeedHook),
+    # off by default; tools/test.py --show-dir turns it on for the test set
+    visualization=dict(type=GeoPixelVisualizationHook, draw=False,
+                       interval=50))
 custom_hooks = [dict(type=BadRecordSummaryHook, interval=500)]
 
 env_cfg = dict(

@@ -14,7 +14,17 @@ with read_base():
     from .._base_.schedules.zero2_bf16_iter import *
 
 # one tokenizer everywhere: IXC-2.5's, with [SEG], <p>, </p> appended
-train_dataloader.dataset.pipeline[3].tokenizer.update(path=ixc_path)
+tokenizer = model.tokenizer
+train_chat.tokenizer = tokenizer
+generation_chat.tokenizer = tokenizer
+teacher_forced_chat.tokenizer = tokenizer
+train_pipeline = [*loading, train_tiling, train_chat, *packing]
+test_pipeline = [*loading, test_tiling, generation_chat, *packing]
+teacher_forced_test_pipeline = [
+    *loading, test_tiling, teacher_forced_chat, *packing
+]
+train_dataloader.dataset.update(pipeline=train_pipeline)
+test_dataloader.dataset.update(pipeline=test_pipeline)
 
 accumulation = 10
 strategy.update(gradient_accumulation_steps=accumulation)
@@ -28,5 +38,4 @@ train_dataloader.update(batch_size=2)
 # RS-GCG on GeoPixelD/test with generated answers. Give the metric a local
 # bert-base-uncased folder for GLaMM's recall text similarity.
 test_evaluator = dict(type=GCGMetric, bert_path=None)
-test_dataloader.dataset.pipeline[3].tokenizer.update(path=ixc_path)
 val_dataloader = val_cfg = val_evaluator = None

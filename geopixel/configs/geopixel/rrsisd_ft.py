@@ -21,14 +21,22 @@ model.update(
     predict_mode='teacher_forced')
 model.grounding_encoder.update(checkpoint=None)
 model.mask_decoder.update(checkpoint=None)
-train_dataloader.dataset.pipeline[2].tiler = train_tiler
-val_dataloader.dataset.pipeline[2].tiler = test_tiler
-test_dataloader.dataset.pipeline[2].tiler = test_tiler
-# teacher-forced evaluation: the eval text has the training format
-val_dataloader.dataset.pipeline[3].update(
-    for_generation=False, bos_before_image=False)
-test_dataloader.dataset.pipeline[3].update(
-    for_generation=False, bos_before_image=False)
+# hd 1 (the tilers of adaptive_hd_1), one tokenizer for model and data
+tokenizer = model.tokenizer
+train_tiling.tiler = train_tiler
+test_tiling.tiler = test_tiler
+train_chat.tokenizer = tokenizer
+generation_chat.tokenizer = tokenizer
+teacher_forced_chat.tokenizer = tokenizer
+train_pipeline = [*loading, train_tiling, train_chat, *packing]
+test_pipeline = [*loading, test_tiling, generation_chat, *packing]
+teacher_forced_test_pipeline = [
+    *loading, test_tiling, teacher_forced_chat, *packing
+]
+train_dataloader.dataset.update(pipeline=train_pipeline)
+# teacher-forced evaluation (predict_mode above): the answer is given
+val_dataloader.dataset.update(pipeline=teacher_forced_test_pipeline)
+test_dataloader.dataset.update(pipeline=teacher_forced_test_pipeline)
 val_evaluator = dict(type=RRSISMetric)
 test_evaluator = dict(type=RRSISMetric)
 

@@ -5,19 +5,12 @@ import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 
-from geopixel.registry import TRANSFORMS
-from geopixel.structures import GeoPixelDataSample
+from geopixel.registry import TOKENIZERS, TRANSFORMS
+from geopixel.structures import (SEG_TOKEN, GeoPixelDataSample,
+                                 grounded_phrases)
 from geopixel.utils import BadRecordError
 
-from ..base import build_object
-from ..chat import (
-    CHAT_TEMPLATES,
-    IGNORE_INDEX,
-    SEG_TOKEN,
-    exact_labels,
-    official_labels,
-    parse_phrases,
-)
+from ..chat import CHAT_TEMPLATES, exact_labels, official_labels
 
 LABEL_MODES = ('official', 'exact')
 
@@ -55,7 +48,7 @@ class FormatChat(BaseTransform):
         if template not in CHAT_TEMPLATES:
             raise ValueError(f'unknown chat template {template!r}; known: '
                              f'{sorted(CHAT_TEMPLATES)}')
-        self.tokenizer = build_object(tokenizer)
+        self.tokenizer = TOKENIZERS.build(tokenizer)
         self.template = CHAT_TEMPLATES[template]
         self.label_mode = label_mode
         self.bos_before_image = bos_before_image
@@ -104,7 +97,7 @@ class FormatChat(BaseTransform):
         results['seg_token_positions'] = seg_positions
         results['image_token_index'] = 1 if self.bos_before_image else 0
         results['conversation_text'] = text
-        results['phrases'] = parse_phrases(answers)
+        results['phrases'] = grounded_phrases(answers)
         return results
 
     def _labels(self, ids: Sequence[int]):
@@ -170,4 +163,4 @@ class PackGeoPixelInputs(BaseTransform):
         return dict(inputs=inputs, data_samples=sample)
 
 
-__all__ = ['FormatChat', 'PackGeoPixelInputs', 'IGNORE_INDEX']
+__all__ = ['FormatChat', 'PackGeoPixelInputs']

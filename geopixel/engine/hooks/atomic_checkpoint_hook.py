@@ -3,7 +3,7 @@ from mmengine.hooks import CheckpointHook
 
 from geopixel.registry import HOOKS
 
-from ..checkpoint import ATOMIC_BACKEND
+from ..checkpoint import ATOMIC_BACKEND, register_atomic_backend
 
 
 @HOOKS.register_module()
@@ -17,5 +17,6 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def __init__(self, *args, backend_args=None, **kwargs):
         if backend_args is None:
+            register_atomic_backend()  # idempotent; needed to build it
             backend_args = dict(backend=ATOMIC_BACKEND)
         super().__init__(*args, backend_args=backend_args, **kwargs)

@@ -1,7 +1,5 @@
 """RS-GCG metric (GLaMM-exact) for tools/test.py."""
-import json
 import logging
-import os
 import os.path as osp
 from typing import Optional, Sequence
 
@@ -12,8 +10,11 @@ from mmengine.logging import print_log
 
 from geopixel.registry import METRICS
 from geopixel.utils import encode_rle
-from ..files import format_number
-from ..gcg import (KINDS, BertMeanPoolScorer, clean_caption, parse_phrases,
+from ..functional.files import format_number
+from geopixel.structures import glamm_caption, glamm_phrases
+
+from ..functional.gcg_files import write_prediction
+from ..functional.gcg import (KINDS, BertMeanPoolScorer,
                    require_caption_tools, score_gcg_captions,
                    score_gcg_masks)
 
@@ -79,13 +80,17 @@ class GCGMetric(BaseMetric):
             record = dict(
                 image_id=image_id,
                 size=tuple(int(s) for s in gt_masks.shape[-2:]),
-                gt_caption=clean_caption(sample.get('gt_answer', '')),
+                gt_caption=glamm_caption(sample.get('gt_answer', '')),
                 gt_labels=list(sample.get('phrases') or []),
                 gt_masks=[encode_rle(m) for m in gt_masks],
                 gt_kinds=None if counts is None else
                 ['uni' if c <= 1 else 'multi' for c in counts],
-                pred_caption=clean_caption(pred_text),
-                pred_phrases=parse_phrases(pred_text),
+                pred_caption=glamm_caption(pred_text),
+                # the model's pred_phrases follow GLaMM's rule, so the
+                # visualizer draws what is scored
+                pred_phrases=list(sample['pred_phrases']
+                                  if 'pred_phrases' in sample else
+                                  glamm_phrases(pred_text)),
                 pred_masks=[encode_rle(m) for m in pred_masks])
             self.results.append(record)
             if self.prediction_dir:
@@ -117,18 +122,3 @@ class GCGMetric(BaseMetric):
         if self.with_captions:
             scores.update(score_gcg_captions(results))
         return scores
-
-
-def write_prediction(folder: str, record: dict) -> str:
-    """One GLaMM-format prediction file: ``{image_id}.json`` with
-    ``image_id``, ``caption``, ``phrases`` and ``pred_masks`` (RLE)."""
-    os.makedirs(folder, exist_ok=True)
-    path = osp.join(folder, f'{record["image_id"]}.json')
-    with open(path, 'w') as f:
-        json.dump(
-            dict(
-                image_id=record['image_id'],
-                caption=record['pred_caption'],
-                phrases=record['pred_phrases'],
-                pred_masks=record['pred_masks']), f)
-    return path

@@ -4,9 +4,9 @@ from typing import Optional, Sequence
 from mmengine.evaluator import BaseMetric
 
 from geopixel.registry import METRICS
-from ..rrsis import (THRESHOLDS, describe_sample, gt_mask, prediction_mask,
+from ..functional.rrsis import (THRESHOLDS, describe_sample, gt_mask, prediction_mask,
                      rrsis_scores, sample_intersection_union)
-from ..rrsis_files import write_prediction_png
+from ..functional.rrsis_files import write_prediction_png
 
 
 @METRICS.register_module()

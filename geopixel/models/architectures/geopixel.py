@@ -18,10 +18,10 @@ import torch
 from mmengine.model import BaseModel
 from torch import nn
 
-from geopixel.datasets.base import build_object
-from geopixel.datasets.chat import IGNORE_INDEX, SEG_TOKEN, parse_phrases
 from geopixel.registry import (GROUNDING_ENCODERS, LLM_ADAPTERS,
-                               MASK_DECODERS, MODELS, VISION_ENCODERS)
+                               MASK_DECODERS, MODELS, TOKENIZERS,
+                               VISION_ENCODERS)
+from geopixel.structures import IGNORE_INDEX, SEG_TOKEN, glamm_phrases
 from ..data_preprocessors import GeoPixelDataPreprocessor
 
 IMAGE_TOKEN = -1
@@ -96,7 +96,7 @@ class GeoPixel(BaseModel):
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if predict_mode not in PREDICT_MODES:
             raise ValueError(f'predict_mode must be one of {PREDICT_MODES}')
-        self.tokenizer = build_object(tokenizer)
+        self.tokenizer = TOKENIZERS.build(tokenizer)
         tok = self.tokenizer
         self.seg_token_id = tok.token_id(SEG_TOKEN)
         self.pad_token_id = tok.pad_token_id
@@ -300,6 +300,14 @@ class GeoPixel(BaseModel):
         return data_samples
 
     def _predict_generate(self, ds, visual, features, size) -> None:
+        if 'labels' in ds:
+            raise ValueError(
+                f'{ds.metainfo.get("img_path", "a sample")}: generation '
+                'needs the question only, but this sample holds the whole '
+                'conversation (a training-format pipeline). Use the dataset '
+                'config\'s test_pipeline with predict_mode=\'generate\', or '
+                'teacher_forced_test_pipeline with '
+                'predict_mode=\'teacher_forced\'.')
         batch = self.fuse([ds], [visual], False)
         gen = self.llm.generate(
             batch['inputs_embeds'],
@@ -314,17 +322,25 @@ class GeoPixel(BaseModel):
         text = text.replace(self.end_of_turn_token, '').strip()
         ds.pred_ids = ids
         ds.pred_text = text
-        ds.pred_phrases = parse_phrases(text)
+        ds.pred_phrases = glamm_phrases(text)
         ds.pred_masks = masks
 
     def _predict_teacher_forced(self, ds, visual, features, size) -> None:
+        if not bool((ds.input_ids == self.seg_token_id).any()):
+            raise ValueError(
+                f'{ds.metainfo.get("img_path", "a sample")}: teacher-forced '
+                'prediction needs the answer with its [SEG] in the input, '
+                'but this sample holds no [SEG] (a generation prompt?). '
+                'Use the dataset config\'s teacher_forced_test_pipeline with '
+                'predict_mode=\'teacher_forced\', or test_pipeline with '
+                'predict_mode=\'generate\'.')
         batch = self.fuse([ds], [visual], False)
         out = self.llm(batch['inputs_embeds'], batch['attention_mask'],
                        batch['im_mask'])
         prompts = self.seg_prompts(out['hidden_states'], batch['token_ids'])
         ds.pred_masks = self.mask_decoder(features, prompts, [size])[0]
         ds.pred_text = ds.metainfo.get('conversation_text', '')
-        ds.pred_phrases = list(ds.metainfo.get('phrases', []))
+        ds.pred_phrases = glamm_phrases(ds.pred_text)
 
     # -- checkpoints ------------------------------------------------------
     def trainable_state_dict(self) -> Dict[str, torch.Tensor]:

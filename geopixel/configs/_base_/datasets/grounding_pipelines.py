@@ -1,6 +1,17 @@
-# The data pipeline shared by every grounded-conversation dataset (GeoPixelD,
-# RRSIS-D): load, rasterise masks, tile, tokenize with labels, pack.
-# Index map used by derived configs: [2] TileImage, [3] FormatChat.
+# The data pipelines of every grounded-conversation dataset (GeoPixelD,
+# RRSIS-D), named, with their steps named too:
+#   train_pipeline                training format, labels (loss)
+#   test_pipeline                 the question only, for generated answers
+#   teacher_forced_test_pipeline  the training format without loss: the
+#                                 answer (and its [SEG]) is given, as LISA
+#                                 and GeoPixel score referring segmentation
+# A config that changes a step (the tokenizer folder, the tilers) updates
+# the named step and recomposes the pipelines it uses, e.g.
+#   train_tiling.tiler.update(tile_size=224)
+#   train_pipeline = [*loading, train_tiling, train_chat, *packing]
+#   train_dataloader.dataset.pipeline = train_pipeline
+# (MMEngine copies values between config files, so an edit of a step never
+# reaches a pipeline composed in a base file).
 from mmengine.config import read_base
 
 from geopixel.datasets import (FormatChat, LoadGroundingMasks, LoadImageRGB,
@@ -11,25 +22,23 @@ with read_base():
     from ..models.tilers.adaptive_hd_9 import *  # noqa: F401,F403
 
 # the folder of the GeoPixel-7B (or IXC-2.5) release holds tokenizer.model
-tokenizer = dict(
-    type=InternLM2Tokenizer.from_pretrained, path='checkpoints/GeoPixel-7B')
+tokenizer = dict(type=InternLM2Tokenizer, path='checkpoints/GeoPixel-7B')
 
-train_pipeline = [
-    dict(type=LoadImageRGB),
-    dict(type=LoadGroundingMasks),
-    dict(type=TileImage, tiler=train_tiler),
-    dict(type=FormatChat, tokenizer=tokenizer, label_mode='official'),
-    dict(type=PackGeoPixelInputs),
-]
-test_pipeline = [
-    dict(type=LoadImageRGB),
-    dict(type=LoadGroundingMasks),
-    dict(type=TileImage, tiler=test_tiler),
-    # inference order: BOS, then the image; prompt only, no labels
-    dict(
-        type=FormatChat,
-        tokenizer=tokenizer,
-        bos_before_image=True,
-        for_generation=True),
-    dict(type=PackGeoPixelInputs),
+loading = [dict(type=LoadImageRGB), dict(type=LoadGroundingMasks)]
+train_tiling = dict(type=TileImage, tiler=train_tiler)
+test_tiling = dict(type=TileImage, tiler=test_tiler)
+train_chat = dict(type=FormatChat, tokenizer=tokenizer, label_mode='official')
+# inference order: BOS, then the image; the prompt only, no labels
+generation_chat = dict(
+    type=FormatChat,
+    tokenizer=tokenizer,
+    bos_before_image=True,
+    for_generation=True)
+teacher_forced_chat = dict(type=FormatChat, tokenizer=tokenizer)
+packing = [dict(type=PackGeoPixelInputs)]
+
+train_pipeline = [*loading, train_tiling, train_chat, *packing]
+test_pipeline = [*loading, test_tiling, generation_chat, *packing]
+teacher_forced_test_pipeline = [
+    *loading, test_tiling, teacher_forced_chat, *packing
 ]

@@ -22,7 +22,7 @@ sam2_checkpoint = 'checkpoints/sam2_hiera_large.pt'
 
 model = dict(
     type=GeoPixel,
-    tokenizer=dict(type=InternLM2Tokenizer.from_pretrained, path=ixc_path),
+    tokenizer=dict(type=InternLM2Tokenizer, path=ixc_path),
     # ViT-L/14 at 560 px (the class defaults); weights from ixc_pretrained
     vision_encoder=dict(type=CLIPVisionEncoder),
     # InternLM2-7B (the config defaults), vocabulary grown to the tokenizer

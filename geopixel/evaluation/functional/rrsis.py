@@ -15,6 +15,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .iou import intersection_union
+
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
@@ -24,13 +26,6 @@ def resize_nearest(mask: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
     img = Image.fromarray(mask.astype(np.uint8))
     return np.asarray(img.resize((size, size), Image.NEAREST))
-
-
-def intersection_union(pred: np.ndarray, gt: np.ndarray) -> Tuple[int, int]:
-    pred = pred.astype(bool)
-    gt = gt.astype(bool)
-    return int(np.logical_and(pred, gt).sum()), int(
-        np.logical_or(pred, gt).sum())
 
 
 def sample_intersection_union(pred: np.ndarray, gt: np.ndarray,

@@ -14,7 +14,7 @@ decides the uni/multi-target split and is left out where the source does
 not say (RLE masks). Mask annotations of an image are in the order of its
 labels. Predictions: one ``{image_id}.json`` per image with ``image_id``,
 ``caption``, ``phrases``, ``pred_masks`` (RLE); duplicates and missing
-files follow :mod:`geopixel.evaluation.files`.
+files follow :mod:`geopixel.evaluation.functional.files`.
 """
 import glob
 import json
@@ -24,7 +24,9 @@ from typing import Dict, List, Sequence, Tuple
 
 from geopixel.utils import BadRecordError, decode_rle, encode_rle, read_json
 from .files import FolderReport, check_known_ids, json_type, pick_files
-from .gcg import clean_caption, parse_phrases, rle_area, rle_bbox
+from geopixel.structures import glamm_caption, grounded_phrases
+
+from .gcg import rle_area, rle_bbox
 from .rle import check_rle
 
 
@@ -46,8 +48,8 @@ def glamm_gt_from_dataset(dataset, progress=None) -> Tuple[dict, dict]:
         images.append(dict(id=image_id, file_name=osp.basename(
             results['img_path']), height=int(h), width=int(w)))
         captions.append(dict(image_id=image_id, id=len(captions) + 1,
-                             caption=clean_caption(answer),
-                             labels=parse_phrases(answer)))
+                             caption=glamm_caption(answer),
+                             labels=grounded_phrases(answer)))
         counts = results.get('mask_instance_counts')
         if counts is None:  # the source does not say (RLE masks)
             counts = [None] * len(results['gt_masks'])
@@ -131,11 +133,26 @@ def read_prediction(path: str) -> dict:
     return content
 
 
+def write_prediction(folder: str, record: dict) -> str:
+    """One GLaMM-format prediction file: ``{image_id}.json`` with
+    ``image_id``, ``caption``, ``phrases`` and ``pred_masks`` (RLE)."""
+    os.makedirs(folder, exist_ok=True)
+    path = osp.join(folder, f'{record["image_id"]}.json')
+    with open(path, 'w') as f:
+        json.dump(
+            dict(
+                image_id=record['image_id'],
+                caption=record['pred_caption'],
+                phrases=record['pred_phrases'],
+                pred_masks=record['pred_masks']), f)
+    return path
+
+
 def load_predictions(folder: str) -> Tuple[Dict[str, Tuple[str, dict]],
                                            FolderReport]:
     """``{image_id: (file, prediction)}`` from a folder of GLaMM prediction
     files, one file per image by the duplicate rule (see
-    :mod:`geopixel.evaluation.files`), and the report of duplicates."""
+    :mod:`geopixel.evaluation.functional.files`), and the report of duplicates."""
     files = sorted(glob.glob(osp.join(folder, '*.json')))
     if not files:
         raise BadRecordError('no prediction files (*.json)', folder)
@@ -262,7 +279,7 @@ def records_from_files(caption_gt_file: str,
                        pred_dir: str,
                        kinds: str = 'num_instances'
                        ) -> Tuple[List[dict], FolderReport]:
-    """Records for :func:`geopixel.evaluation.gcg.score_gcg` and the
+    """Records for :func:`geopixel.evaluation.functional.gcg.score_gcg` and the
     report of the prediction folder (duplicates, missing files, notes).
 
     Every GT image is scored; an image without a prediction file counts as

@@ -9,7 +9,6 @@ import contextlib
 import importlib.util
 import io
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -18,39 +17,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from pycocotools.cocoeval import COCOeval
 
+from .iou import iou_matrix
+
 TextScorer = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 
 
-# -- text ---------------------------------------------------------------------
-def clean_caption(text: str) -> str:
-    """GLaMM's caption cleaning: drop every ``<...>`` tag and ``[SEG]``,
-    collapse whitespace, strip quotes."""
-    text = text.replace('\n', '')
-    text = re.sub(r'<.*?>', '', text)
-    text = text.replace('[SEG]', '')
-    return ' '.join(text.split()).strip("'")
-
-
-def parse_phrases(text: str) -> List[str]:
-    """Phrases inside ``<p> ... </p>``, stripped, in order."""
-    return [p.strip() for p in re.findall(r'<p>(.*?)<\/p>', text)]
-
-
-# -- masks --------------------------------------------------------------------
-def iou_matrix(rows: Sequence[np.ndarray],
-               cols: Sequence[np.ndarray]) -> np.ndarray:
-    """IoU of every pair (0 when a union is empty)."""
-    out = np.zeros((len(rows), len(cols)), dtype=np.float64)
-    if not len(rows) or not len(cols):
-        return out
-    a = np.stack([np.asarray(m, bool).reshape(-1) for m in rows])
-    b = np.stack([np.asarray(m, bool).reshape(-1) for m in cols])
-    inter = a.astype(np.float64) @ b.T.astype(np.float64)
-    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
-    np.divide(inter, union, out=out, where=union > 0)
-    return out
-
-
+# -- masks ------------------------------------------------------------------
 def greedy_matches(matrix: np.ndarray) -> List[Tuple[int, int, float]]:
     """GLaMM mIoU matching: repeatedly take the global maximum (ties: the
     first in row-major order), record it, remove its row and column; stop
