@@ -11,7 +11,7 @@ KINDS = ('sam2', 'sam')
 SIZES = [(300, 200), (180, 260)]
 
 
-def build(kind, weights=None, **changes):
+def build(kind, weights=None, trainable=True):
     """The tiny decoder of ``kind`` and the encoder it pairs with, sized
     from that encoder as the composite model does; ``weights`` is the file
     or folder of released weights to load."""
@@ -24,11 +24,11 @@ def build(kind, weights=None, **changes):
         encoder_cfg, cfg = tiny_sam_cfgs()
         weights_arg = 'pretrained'
     if weights is not None:
-        changes[weights_arg] = weights
+        cfg[weights_arg] = weights
     torch.manual_seed(0)
     encoder = GROUNDING_ENCODERS.build(encoder_cfg)
     cfg.update(embed_dim=encoder.hidden_dim, image_size=encoder.input_size,
-               **changes)
+               trainable=trainable)
     return encoder, MASK_DECODERS.build(cfg).eval()
 
 
