@@ -332,5 +332,5 @@ def describe_fit(report: dict) -> str:
     """One line for a :func:`load_model_weights` report."""
     parts = [f'{name} keys {_named(report[name])}'
              for name in ('missing', 'unexpected', 'mismatched')
-             if report[name]]
+             if report.get(name)]
     return '; '.join(parts) or 'every key fits'

@@ -130,12 +130,14 @@ def load_official_checkpoint(model: torch.nn.Module,
     Returns a report with ``missing`` (model keys not in the checkpoint),
     ``unexpected``, ``dropped`` and ``unknown`` key lists. With ``strict``,
     unknown or missing keys (other than LoRA weights the checkpoint cannot
-    have, since it is merged) raise. ``grow_vocab`` lets a checkpoint with
+    have, since it is merged) raise a :class:`CheckpointError` before
+    anything is loaded, so the model is never left half-loaded.
+    ``grow_vocab`` lets a checkpoint with
     fewer token rows (IXC-2.5: 92544) fill the first rows of a model whose
     vocabulary was grown for GeoPixel's tokens (92547); the new rows keep
     their N(0, 0.02) initialisation, as in the official recipe.
     """
-    from .io import read_state_dict
+    from .io import CheckpointError, describe_fit, read_state_dict
     state = read_state_dict(path)
     model_keys = model.state_dict().keys()
     converted, dropped, unknown = convert_official_state_dict(
@@ -150,21 +152,21 @@ def load_official_checkpoint(model: torch.nn.Module,
             grown[:value.shape[0]] = value.to(grown.dtype)
             converted[key] = value = grown
         if key in ref and ref[key].shape != value.shape:
-            raise ValueError(
-                f'{path}: {key} has shape {tuple(value.shape)} in the '
-                f'checkpoint but {tuple(ref[key].shape)} in the model')
+            raise CheckpointError(
+                f'{key} has shape {tuple(value.shape)} in the checkpoint but '
+                f'{tuple(ref[key].shape)} in the model', path)
         if key in ref:
             converted[key] = value.to(ref[key].dtype)
-    missing, unexpected = model.load_state_dict(converted, strict=False)
-    missing = [
-        k for k in missing
-        if '.lora_A.' not in k and '.lora_B.' not in k
-    ]
-    report = dict(
-        missing=missing, unexpected=list(unexpected), dropped=dropped,
-        unknown=unknown)
+    # a merged release has no peft LoRA weights: those may stay missing
+    missing = [k for k in ref if k not in converted
+               and '.lora_A.' not in k and '.lora_B.' not in k]
+    unexpected = [k for k in converted if k not in ref]
+    report = dict(missing=missing, unexpected=unexpected, dropped=dropped,
+                  unknown=unknown)
     if strict and (missing or unexpected or unknown):
-        raise KeyError(f'{path} does not fit the model: missing '
-                       f'{missing[:8]}, unexpected {list(unexpected)[:8]}, '
-                       f'unknown {unknown[:8]}')
+        raise CheckpointError(
+            f'does not fit the model: {describe_fit(report)}; unknown keys '
+            f'{unknown[:8]}', path)
+    model.load_state_dict(
+        {k: v for k, v in converted.items() if k in ref}, strict=False)
     return report

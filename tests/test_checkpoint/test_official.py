@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from geopixel.checkpoint import (convert_official_state_dict,
+from geopixel.checkpoint import (CheckpointError, convert_official_state_dict,
                                  load_official_checkpoint,
                                  merge_unmerged_lora)
 from geopixel.checkpoint.official import DROP_PATTERNS, PREFIX_TABLE
@@ -200,17 +200,24 @@ def test_released_checkpoint_loads_strictly(tmp_path):
         assert torch.equal(loaded[ours], state[old].float()), ours
 
 
-def test_unknown_or_missing_keys_raise_when_strict(tmp_path):
+def test_unknown_or_missing_keys_raise_when_strict_and_load_nothing(
+        tmp_path):
     path, _ = released_checkpoint(tmp_path / 'model.safetensors',
                                   **{'lm_head.weight': torch.zeros(1)})
-    with pytest.raises(KeyError, match="unknown \\['lm_head.weight'\\]"):
-        load_official_checkpoint(Released(), path)
+    model = Released()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match="unknown keys "
+                       "\\['lm_head.weight'\\]"):
+        load_official_checkpoint(model, path)
+    for key, value in model.state_dict().items():  # not half-loaded
+        assert torch.equal(value, before[key]), key
     report = load_official_checkpoint(Released(), path, strict=False)
     assert report['unknown'] == ['lm_head.weight']
 
     model = Released()
     model.vision_encoder['extra'] = nn.Linear(1, 1)
-    with pytest.raises(KeyError, match='vision_encoder.extra.weight'):
+    with pytest.raises(CheckpointError,
+                       match=r'missing keys 2 \(vision_encoder.extra.weight'):
         load_official_checkpoint(model, path)
 
 
