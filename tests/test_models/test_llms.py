@@ -33,7 +33,9 @@ def trainable(module):
 def internlm2(cls=PartialLoRAAdapter, **kwargs):
     if cls is not FullLoRAAdapter:
         kwargs.setdefault('plora', TINY_PLORA)
-    return cls(llm_config=TINY, **kwargs)
+    if 'checkpoint' not in kwargs:
+        kwargs['llm_config'] = dict(TINY, **kwargs.get('llm_config', {}))
+    return cls(**kwargs)
 
 
 def llama(**kwargs):
@@ -360,6 +362,32 @@ def test_llama_checkpoint_loads_with_fresh_partial_lora(tmp_path):
     with pytest.raises(CheckpointError, match='mismatched'):
         TinyLlamaAdapter(checkpoint=str(tmp_path),
                          llm_config=dict(intermediate_size=96))
+
+
+def test_internlm2_folder_loads_with_its_partial_lora(tmp_path):
+    """An IXC-2.5-style folder: config.json plus weights under the
+    released names, Plora_A/B included; ``llm_config`` overrides the
+    folder's config, and a weight the model lacks is a named error."""
+    import json
+
+    from safetensors.torch import save_file
+    torch.manual_seed(0)
+    source = internlm2(FrozenLLMAdapter)
+    randomise_deltas(source)
+    state = {k: v.contiguous() for k, v in source.llm.state_dict().items()}
+    (tmp_path / 'config.json').write_text(
+        json.dumps(dict(TINY, architectures=['InternLM2'])))
+    save_file(state, str(tmp_path / 'model.safetensors'))
+    loaded = internlm2(FrozenLLMAdapter, llm_config=dict(rms_norm_eps=1e-3),
+                       checkpoint=str(tmp_path))
+    for key, value in loaded.llm.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+    assert loaded.llm.config.rms_norm_eps == 1e-3
+    state['model.layers.2.attention.wo.weight'] = torch.zeros(32, 32)
+    save_file(state, str(tmp_path / 'model.safetensors'))
+    with pytest.raises(CheckpointError, match='unexpected keys 1 '
+                       '\\(model.layers.2'):
+        internlm2(FrozenLLMAdapter, checkpoint=str(tmp_path))
 
 
 def test_llm_adapter_base_enforces_its_abstract_methods():

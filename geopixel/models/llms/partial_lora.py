@@ -3,8 +3,9 @@
 IXC-2.5 puts it on every projection of InternLM2 (``Plora_A/B``, rank 256);
 the LLM adapter base wraps the target ``nn.Linear`` layers of any causal LM
 with it, so the rule lives here once. The image-token mask reaches the
-layers through :func:`set_image_mask` rather than through the LM's forward
-signature, which a Hugging Face model does not let us extend.
+layers through their ``im_mask`` attribute, set by the adapter, rather than
+through the LM's forward signature, which a Hugging Face model does not let
+us extend.
 """
 import math
 from typing import Iterable, Optional, Set
@@ -106,10 +107,3 @@ def partial_lora_keys(model: nn.Module) -> Set[str]:
         if isinstance(module, PLoRALinear)
         for branch in ('Plora_A', 'Plora_B')
     }
-
-
-def set_image_mask(model: nn.Module, im_mask: Optional[torch.Tensor]):
-    """Tell every partial-LoRA layer of ``model`` where the image tokens
-    of the coming forward are (None: no image token, no delta)."""
-    for layer in partial_lora_layers(model):
-        layer.im_mask = im_mask
