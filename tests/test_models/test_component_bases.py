@@ -11,6 +11,7 @@ from geopixel.models.tilers import BaseTiler
 from geopixel.models.vision_encoders import BaseVisionEncoder
 from geopixel.registry import (GROUNDING_ENCODERS, LLM_ADAPTERS,
                                MASK_DECODERS, TILERS, VISION_ENCODERS)
+from geopixel.testing import llm_adapters  # noqa: F401 (registers one)
 
 BASES = [BaseTiler, BaseVisionEncoder, BaseLLMAdapter, BaseGroundingEncoder,
          BaseMaskDecoder]
