@@ -14,6 +14,7 @@ _EXPORTS = {
     'toy_grounding': ('TOY_RRSIS_CONFIG', 'CrashAtIterHook',
                       'ToyGroundingModel', 'ToyIoUMetric'),
     'official_tiny': ('official_tiny_model', ),
+    'llm_adapters': ('TinyLlamaAdapter', ),
 }
 _HOME = {name: module for module, names in _EXPORTS.items()
          for name in names}

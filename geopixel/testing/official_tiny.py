@@ -30,9 +30,7 @@ def llm_config(parity_dir: str) -> dict:
             'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads',
             'rms_norm_eps', 'rope_theta', 'rope_scaling',
             'max_position_embeddings')
-    cfg = {k: values[k] for k in keys}
-    cfg['plora_dropout'] = 0.0  # the training fixture ran with p = 0
-    return cfg
+    return {k: values[k] for k in keys}
 
 
 def official_tiny_model(parity_dir: str, llm_type: str = 'FrozenLLMAdapter',
@@ -45,13 +43,17 @@ def official_tiny_model(parity_dir: str, llm_type: str = 'FrozenLLMAdapter',
     from geopixel.tokenizers import InternLM2Tokenizer
     ckpt = osp.join(parity_dir, 'checkpoint')
     return GeoPixel(
-        tokenizer=dict(type=InternLM2Tokenizer.from_pretrained, path=ckpt),
+        tokenizer=dict(type=InternLM2Tokenizer, path=ckpt),
         vision_encoder=dict(type='CLIPVisionEncoder', clip_config=CLIP_TINY),
-        llm=dict(type=llm_type, llm_config=llm_config(parity_dir)),
+        # the training fixture ran partial LoRA with dropout p = 0
+        llm=dict(
+            type=llm_type,
+            llm_config=llm_config(parity_dir),
+            plora=dict(rank=256, alpha=256, dropout=0.0)),
         grounding_encoder=dict(
             type='SAM2GroundingEncoder',
             variant='hiera_t',
             overrides=SAM2_TINY_OVERRIDES),
         mask_decoder=dict(type='SAM2MaskDecoder'),
-        pretrained=ckpt,
+        checkpoint=ckpt,
         **kwargs)

@@ -11,7 +11,7 @@ KINDS = ('sam2', 'sam')
 SIZES = [(300, 200), (180, 260)]
 
 
-def build(kind, weights=None, trainable=True):
+def build(kind, weights=None, frozen=False):
     """The tiny decoder of ``kind`` and the encoder it pairs with, sized
     from that encoder as the composite model does; ``weights`` is the file
     or folder of released weights to load."""
@@ -19,16 +19,14 @@ def build(kind, weights=None, trainable=True):
     if kind == 'sam2':
         encoder_cfg = tiny_component_cfg('grounding_encoder')
         cfg = tiny_component_cfg('mask_decoder')
-        weights_arg = 'checkpoint'
     else:
         encoder_cfg, cfg = tiny_sam_cfgs()
-        weights_arg = 'pretrained'
     if weights is not None:
-        cfg[weights_arg] = weights
+        cfg['checkpoint'] = weights
     torch.manual_seed(0)
     encoder = GROUNDING_ENCODERS.build(encoder_cfg)
     cfg.update(embed_dim=encoder.hidden_dim, image_size=encoder.input_size,
-               trainable=trainable)
+               frozen=frozen)
     return encoder, MASK_DECODERS.build(cfg).eval()
 
 
@@ -93,7 +91,7 @@ def test_gradients_reach_the_prompts_even_when_frozen(kind):
     """The [SEG] embeddings train through the decoder whether or not the
     decoder itself trains."""
     for trainable in (True, False):
-        encoder, decoder = build(kind, trainable=trainable)
+        encoder, decoder = build(kind, frozen=not trainable)
         dim = encoder.hidden_dim
         features = encoder(encoder.preprocess(
             [torch.zeros(3, 64, 48, dtype=torch.uint8)]))
@@ -114,7 +112,7 @@ def test_zero_loss_touches_every_trainable_parameter(kind):
     assert loss.item() == 0
     loss.backward()
     assert all(q.grad is not None for q in decoder.parameters())
-    _, frozen = build(kind, trainable=False)
+    _, frozen = build(kind, frozen=True)
     assert frozen.zero_loss().item() == 0
 
 

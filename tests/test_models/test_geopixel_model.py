@@ -216,6 +216,7 @@ def test_one_line_swaps_build_and_train(rrsis_cfg, swap):
     model_cfg = copy.deepcopy(rrsis_cfg.model)
     if swap == 'full_lora':
         model_cfg.llm.type = 'FullLoRAAdapter'
+        model_cfg.llm.pop('plora')  # it has no partial LoRA to configure
     else:  # the pair is assigned together, as in geopixel_7b.py
         model_cfg.grounding_encoder, model_cfg.mask_decoder = tiny_sam_cfgs()
     swapped = tiny_model(model_cfg)

@@ -21,12 +21,10 @@ def build(kind, weights=None, **changes):
     if kind == 'sam2':
         cfg = tiny_component_cfg('grounding_encoder')
         cfg.pop('frozen')
-        weights_arg = 'checkpoint'
     else:
         cfg = tiny_sam_cfgs()[0]
-        weights_arg = 'pretrained'
     if weights is not None:
-        changes[weights_arg] = weights
+        changes['checkpoint'] = weights
     cfg.update(changes)
     torch.manual_seed(0)
     return GROUNDING_ENCODERS.build(cfg)

@@ -275,10 +275,8 @@ def test_constants_match_the_official_objects(parity_dir, model):
     assert model.loss_bce.loss_weight == c['bce_loss_weight']
     assert model.loss_dice.loss_weight == c['dice_loss_weight']
     assert model.loss_ce_weight == c['ce_loss_weight']
-    from geopixel.models.llms import PAPER_LORA  # noqa: F401
-    from geopixel.models.llms.internlm2 import InternLM2Config
-    defaults = InternLM2Config()
-    assert (defaults.plora_rank, defaults.plora_alpha,
-            defaults.plora_dropout) == (c['plora_lora_r'],
-                                        c['plora_lora_alpha'],
-                                        c['plora_lora_dropout_p'])
+    from geopixel.models.llms import PartialLoRAAdapter
+    plora = PartialLoRAAdapter.default_plora
+    assert (plora['rank'], plora['alpha'],
+            plora['dropout']) == (c['plora_lora_r'], c['plora_lora_alpha'],
+                                  c['plora_lora_dropout_p'])

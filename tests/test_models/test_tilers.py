@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from geopixel.models.tilers import AdaptiveHDTiler, global_view, split_tiles
+from geopixel.models.tilers import (AdaptiveHDTiler, BaseTiler, global_view,
+                                    split_tiles)
 
 
 def sha256_f32(tensor) -> str:
@@ -23,7 +24,8 @@ def load_cases(parity_dir):
 
 
 def _case_id(case):
-    return f"{case['kind']}-{osp.basename(case['input_png'])}-hd{case['hd_num']}"
+    name = osp.basename(case['input_png'])
+    return f"{case['kind']}-{name}-hd{case['hd_num']}"
 
 
 @pytest.fixture(scope='module')
@@ -42,7 +44,8 @@ def test_all_sixteen_fixture_cases_reproduced(parity_dir, hd_cases):
                                     case['input_png'])).convert('RGB')
         out = tiler(image)
         expected = np.asarray(
-            Image.open(osp.join(parity_dir, case['output_png'])).convert('RGB'))
+            Image.open(osp.join(parity_dir,
+                                case['output_png'])).convert('RGB'))
         resize = next(o for o in case['observed_ops'] if o['op'] == 'resize')
         pad = next(o for o in case['observed_ops'] if o['op'] == 'pad')
         normalized = out.to_tensor()
@@ -143,3 +146,72 @@ def test_bad_arguments_are_rejected():
         AdaptiveHDTiler(9, inference_rule='other')
     with pytest.raises(ValueError):
         AdaptiveHDTiler(9)(np.zeros((10, 10), np.float32))
+
+
+# -- the BaseTiler contract ---------------------------------------------------
+class StripTiler(BaseTiler):
+    """A minimal tiler: one row of ``cols`` tiles, nothing else inherited."""
+
+    def __init__(self, cols=2, tile_size=56):
+        super().__init__(tile_size)
+        self.cols = cols
+
+    def plan(self, width, height):
+        size = (self.cols * self.tile_size, self.tile_size)
+        return dict(grid=(1, self.cols), resized_size=size,
+                    padding=(0, 0, 0, 0))
+
+    def __call__(self, image):
+        plan = self.plan(*image.shape[1::-1])
+        canvas = np.zeros((self.tile_size, self.cols * self.tile_size, 3),
+                          np.uint8)
+        return self.tiled_image(canvas, plan, image.shape[1::-1])
+
+
+def test_token_count_follows_the_tile_geometry_alone():
+    """2 tokens per side (56 px): the global view and two tiles of 2 x 2,
+    a newline after each of the 2 + 2 token rows, one separator."""
+    tiler = StripTiler(cols=2, tile_size=56)
+    assert tiler.tokens_per_side == 2
+    assert tiler.num_tokens(1, 2) == 3 * 4 + 4 + 1
+    out = tiler(np.zeros((10, 30, 3), np.uint8))
+    assert out.num_tokens == 17 and out.grid == (1, 2)
+    assert out.original_size == (30, 10)
+    assert tiler.tokens_for_size(30, 10) == 17
+    # the adaptive tiler counts with the same rule
+    assert AdaptiveHDTiler(tile_size=56).num_tokens(1, 2) == 17
+
+
+def test_base_tiler_rejects_what_the_count_cannot_describe():
+    with pytest.raises(ValueError, match='multiple of 28'):
+        StripTiler(tile_size=50)
+    with pytest.raises(ValueError, match='multiple of 28'):
+        AdaptiveHDTiler(tile_size=0)
+    tiler = StripTiler(cols=2, tile_size=56)
+    with pytest.raises(ValueError, match='not the 1 x 3 grid'):
+        tiler.tiled_image(np.zeros((56, 112, 3), np.uint8),
+                          dict(grid=(1, 3), resized_size=(168, 56),
+                               padding=(0, 0, 0, 0)), (168, 56))
+
+
+@pytest.mark.parametrize('missing', ['plan', '__call__'])
+def test_base_tiler_enforces_its_abstract_methods(missing):
+    methods = {'plan': StripTiler.plan, '__call__': StripTiler.__call__}
+    del methods[missing]
+    partial = type('Partial', (BaseTiler, ), methods)
+    with pytest.raises(TypeError, match=missing):
+        partial()
+
+
+def test_example_project_tiler_derives_from_base_tiler_only(monkeypatch):
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    monkeypatch.syspath_prepend(osp.join(repo, 'projects', 'example_project'))
+    from gp_example import FixedGridTiler
+    assert FixedGridTiler.__bases__ == (BaseTiler, )
+    tiler = FixedGridTiler(rows=1, cols=2)
+    for unused in ('hd_num', 'mode', 'inference_rule'):
+        assert not hasattr(tiler, unused)
+    out = tiler(np.zeros((300, 200, 3), np.uint8))
+    assert out.num_tokens == tiler.num_tokens(1, 2) == 3 * 400 + 2 * 20 + 1
+    with pytest.raises(ValueError, match='rows and cols'):
+        FixedGridTiler(rows=0)

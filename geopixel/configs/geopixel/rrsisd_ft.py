@@ -16,8 +16,8 @@ with read_base():
 geopixel_7b = 'checkpoints/GeoPixel-7B'
 model.update(
     tokenizer=dict(model.tokenizer, path=geopixel_7b),
-    pretrained=geopixel_7b,
-    ixc_pretrained=None,
+    checkpoint=geopixel_7b,
+    ixc_checkpoint=None,
     predict_mode='teacher_forced')
 model.grounding_encoder.update(checkpoint=None)
 model.mask_decoder.update(checkpoint=None)

@@ -20,8 +20,9 @@ class FormatChat(BaseTransform):
     """Render the conversation, tokenize it and build CE labels.
 
     Args:
-        tokenizer: tokenizer config, e.g. ``dict(type=InternLM2Tokenizer.
-            from_pretrained, path='checkpoints/GeoPixel-7B')``, or an object.
+        tokenizer: tokenizer config, e.g. ``dict(type=InternLM2Tokenizer,
+            path='checkpoints/GeoPixel-7B')`` (built by ``TOKENIZERS``), or
+            an object.
         template: chat template name (``'internlm2'``).
         label_mode: ``'official'`` reproduces the released recipe (which
             leaves the first answer token unsupervised); ``'exact'``

@@ -56,9 +56,9 @@ class GeoPixel(BaseModel):
         predict_mode: ``'generate'`` (answer generated, masks for the
             generated ``[SEG]``) or ``'teacher_forced'`` (answer given, as
             in LISA-style referring-segmentation evaluation).
-        pretrained: a released GeoPixel checkpoint (file or folder) to load
+        checkpoint: a released GeoPixel checkpoint (file or folder) to load
             after building (every key must fit).
-        ixc_pretrained: an IXC-2.5 folder whose LLM, CLIP, projector and
+        ixc_checkpoint: an IXC-2.5 folder whose LLM, CLIP, projector and
             separator weights to load (training from IXC-2.5 as the paper
             does; grounding parts come from their own checkpoints).
     """
@@ -86,8 +86,8 @@ class GeoPixel(BaseModel):
                  generation_cfg: Optional[dict] = None,
                  predict_mode: str = 'generate',
                  end_of_turn_token: str = '[UNUSED_TOKEN_145]',
-                 pretrained: Optional[str] = None,
-                 ixc_pretrained: Optional[str] = None,
+                 checkpoint: Optional[str] = None,
+                 ixc_checkpoint: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
             # a class, not a name: BaseModel builds it in MMEngine's root
@@ -122,13 +122,13 @@ class GeoPixel(BaseModel):
         self.generation_cfg.update(generation_cfg or {})
         self.predict_mode = predict_mode
         self.load_report = None
-        if ixc_pretrained is not None:
+        if ixc_checkpoint is not None:
             from geopixel.checkpoint import load_official_checkpoint
             self.load_report = load_official_checkpoint(
-                self, ixc_pretrained, strict=False, grow_vocab=True)
-        if pretrained is not None:
+                self, ixc_checkpoint, strict=False, grow_vocab=True)
+        if checkpoint is not None:
             from geopixel.checkpoint import load_official_checkpoint
-            self.load_report = load_official_checkpoint(self, pretrained)
+            self.load_report = load_official_checkpoint(self, checkpoint)
 
     # -- building blocks --------------------------------------------------
     def encode_images(self, inputs: dict, data_samples) -> List[torch.Tensor]:

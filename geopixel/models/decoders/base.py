@@ -1,21 +1,21 @@
 """Mask decoder contract."""
-from abc import abstractmethod
+from abc import ABCMeta, abstractmethod
 from typing import List, Sequence, Tuple
 
 import torch
 from torch import nn
 
 
-class BaseMaskDecoder(nn.Module):
+class BaseMaskDecoder(nn.Module, metaclass=ABCMeta):
     """Grounding features + per-sample prompt embeddings -> mask logits.
 
     ``forward(features, prompts, original_sizes)`` takes one [n_i, D] prompt
     tensor per sample and returns one [n_i, H_i, W_i] logit tensor per
-    sample at its original size. ``trainable`` says whether the decoder
-    trains (GeoPixel trains its SAM2 mask decoder).
+    sample at its original size. ``frozen`` says whether the decoder is
+    kept fixed (GeoPixel trains its SAM2 mask decoder: ``frozen=False``).
     """
 
-    trainable: bool
+    frozen: bool
 
     @abstractmethod
     def forward(self, features: dict, prompts: Sequence[torch.Tensor],

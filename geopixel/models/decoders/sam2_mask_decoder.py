@@ -27,7 +27,7 @@ class SAM2MaskDecoder(BaseMaskDecoder):
         embed_dim: prompt width (the grounding encoder's ``hidden_dim``;
             the composite model fills it in).
         image_size: grounding encoder input side (fills in too).
-        trainable: train the decoder (GeoPixel: True).
+        frozen: keep the decoder fixed (GeoPixel trains it: False).
         stability_fallback: SAM2's eval-time token selection.
         round_image_embed_to_bf16: reproduce the reference's bf16 cast.
         mlp_dim / num_heads / iou_head_hidden_dim: SAM2's fixed sizes
@@ -39,7 +39,7 @@ class SAM2MaskDecoder(BaseMaskDecoder):
     def __init__(self,
                  embed_dim: int = 256,
                  image_size: int = 1024,
-                 trainable: bool = True,
+                 frozen: bool = False,
                  stability_fallback: bool = True,
                  round_image_embed_to_bf16: bool = True,
                  mlp_dim: int = 2048,
@@ -75,11 +75,11 @@ class SAM2MaskDecoder(BaseMaskDecoder):
             dynamic_multimask_stability_delta=0.05,
             dynamic_multimask_stability_thresh=0.98)
         self.embed_dim = embed_dim
-        self.trainable = trainable
+        self.frozen = frozen
         self.round_image_embed_to_bf16 = round_image_embed_to_bf16
         if checkpoint is not None:
             self.load_sam2_weights(checkpoint)
-        if not trainable:
+        if frozen:
             self.requires_grad_(False)
 
     def load_sam2_weights(self, checkpoint: str) -> None:

@@ -23,16 +23,16 @@ class SAMMaskDecoder(BaseMaskDecoder):
     Args:
         embed_dim / image_size: filled in from the grounding encoder.
         decoder_overrides: ``SamMaskDecoderConfig`` fields.
-        pretrained: local Hugging Face SAM folder to load the decoder from.
-        trainable: train the decoder.
+        checkpoint: local Hugging Face SAM folder to load the decoder from.
+        frozen: keep the decoder fixed.
     """
 
     def __init__(self,
                  embed_dim: int = 256,
                  image_size: int = 1024,
                  decoder_overrides: Optional[dict] = None,
-                 pretrained: Optional[str] = None,
-                 trainable: bool = True):
+                 checkpoint: Optional[str] = None,
+                 frozen: bool = False):
         super().__init__()
         from transformers import SamMaskDecoderConfig, SamVisionConfig
         from transformers.models.sam.modeling_sam import (
@@ -46,10 +46,10 @@ class SAMMaskDecoder(BaseMaskDecoder):
             hidden_size=embed_dim, **(decoder_overrides or {}))
         config._attn_implementation = 'sdpa'  # built outside from_pretrained
         self.mask_decoder = SamMaskDecoder(config)
-        if pretrained is not None:
-            self._load(pretrained)
-        self.trainable = trainable
-        if not trainable:
+        if checkpoint is not None:
+            self._load(checkpoint)
+        self.frozen = frozen
+        if frozen:
             self.requires_grad_(False)
 
     def _load(self, path: str) -> None:

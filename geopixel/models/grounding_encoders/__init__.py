@@ -3,4 +3,6 @@ from .base import BaseGroundingEncoder
 from .sam import SAMGroundingEncoder
 from .sam2 import SAM2GroundingEncoder
 
-__all__ = ['BaseGroundingEncoder', 'SAM2GroundingEncoder', 'SAMGroundingEncoder']
+__all__ = [
+    'BaseGroundingEncoder', 'SAM2GroundingEncoder', 'SAMGroundingEncoder'
+]

@@ -1,5 +1,5 @@
 """Grounding encoder contract."""
-from abc import abstractmethod
+from abc import ABCMeta, abstractmethod
 from typing import Dict, List, Sequence
 
 import torch
@@ -8,10 +8,11 @@ from torch import nn
 GroundingFeatures = Dict[str, object]
 
 
-class BaseGroundingEncoder(nn.Module):
+class BaseGroundingEncoder(nn.Module, metaclass=ABCMeta):
     """Images -> features that a mask decoder turns into masks.
 
-    Owns its preprocessing (input size, mean, std) and is frozen by default.
+    Owns its preprocessing (input size, mean, std) and is frozen by default
+    (``frozen``).
     ``hidden_dim`` is the width of the prompt embeddings its decoder takes;
     the composite model sizes the ``[SEG]`` projector from it.
     """

@@ -46,7 +46,7 @@ class SAMGroundingEncoder(BaseGroundingEncoder):
         variant: ``'vit_b'``, ``'vit_l'`` or ``'vit_h'``.
         image_size: input side (1024 for released SAM weights).
         overrides: ``SamVisionConfig`` fields (tiny CPU models).
-        pretrained: a local Hugging Face SAM folder (e.g. a copy of
+        checkpoint: a local Hugging Face SAM folder (e.g. a copy of
             facebook/sam-vit-huge); its ``vision_encoder.*`` weights load.
         frozen: keep the encoder frozen.
     """
@@ -55,7 +55,7 @@ class SAMGroundingEncoder(BaseGroundingEncoder):
                  variant: str = 'vit_h',
                  image_size: int = 1024,
                  overrides: Optional[dict] = None,
-                 pretrained: Optional[str] = None,
+                 checkpoint: Optional[str] = None,
                  frozen: bool = True):
         super().__init__()
         from transformers.models.sam.modeling_sam import SamVisionEncoder
@@ -68,10 +68,10 @@ class SAMGroundingEncoder(BaseGroundingEncoder):
             'pixel_mean', torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer(
             'pixel_std', torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
-        if pretrained is not None:
+        if checkpoint is not None:
             from geopixel.checkpoint import read_state_dict
             state = read_state_dict(
-                pretrained, keep=lambda k: k.startswith('vision_encoder.'))
+                checkpoint, keep=lambda k: k.startswith('vision_encoder.'))
             state = {k[len('vision_encoder.'):]: v for k, v in state.items()}
             self.vision_encoder.load_state_dict(state, strict=True)
         self.frozen = frozen

@@ -1,4 +1,4 @@
-"""InternLM2 causal LM with partial LoRA, written for geopixel.
+"""InternLM2 causal LM, written for geopixel.
 
 Parameter names follow the IXC-2.5 / GeoPixel checkpoints
 (``model.tok_embeddings``, ``model.layers.{i}.attention.wqkv``,
@@ -13,12 +13,12 @@ weights load with a plain key table. Behaviour follows the reference:
 * RoPE with the dynamic NTK rule above ``max_position_embeddings`` (computed
   per call; the reference mutates its cache once, a stateful quirk we do
   not copy);
-* partial LoRA (``Plora_A/B``) on every projection, applied only to the rows
-  where ``im_mask`` is set (image tokens);
+* partial LoRA (``Plora_A/B``, only on image tokens) is not part of the
+  model: the adapter wraps ``wqkv``, ``wo`` and ``w1/w2/w3`` with it
+  (``partial_lora.py``), keeping the checkpoint names;
 * attention through ``scaled_dot_product_attention``; a KV cache for
   generation; optional gradient checkpointing.
 """
-import math
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Tuple
 
@@ -45,11 +45,6 @@ class InternLM2Config:
         default_factory=lambda: dict(type='dynamic', factor=2.0))
     max_position_embeddings: int = 24576
     bias: bool = False
-    # partial LoRA on image tokens (IXC-2.5: rank 256, alpha 256)
-    plora_rank: int = 256
-    plora_alpha: float = 256
-    plora_dropout: float = 0.05
-    use_plora: bool = True
     pad_token_id: int = 0
     bos_token_id: int = 1
     eos_token_id: int = 2
@@ -80,58 +75,6 @@ class RMSNorm(nn.Module):
         x32 = x.to(torch.float32)
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(dtype)
-
-
-class PLoRALinear(nn.Linear):
-    """A linear layer plus a low-rank delta applied only where ``im_mask``.
-
-    With no image token in the batch the delta is still computed on the
-    first row and multiplied by 0, so every parameter takes part in the
-    graph (DDP and ZeRO need that), as in the reference.
-    """
-
-    def __init__(self,
-                 in_features: int,
-                 out_features: int,
-                 bias: bool = False,
-                 rank: int = 256,
-                 alpha: float = 256,
-                 dropout: float = 0.05,
-                 enabled: bool = True):
-        super().__init__(in_features, out_features, bias=bias)
-        self.plora_enabled = enabled
-        if enabled:
-            self.Plora_A = nn.Linear(in_features, rank, bias=False)
-            self.Plora_B = nn.Linear(rank, out_features, bias=False)
-            self.lora_dropout = nn.Dropout(dropout) if dropout else \
-                nn.Identity()
-            self.lora_scaling = alpha / rank
-            nn.init.kaiming_uniform_(self.Plora_A.weight, a=math.sqrt(5))
-            nn.init.zeros_(self.Plora_B.weight)
-
-    def forward(self,
-                x: torch.Tensor,
-                im_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        out = super().forward(x)
-        if not self.plora_enabled or im_mask is None:
-            return out
-        if im_mask.any():
-            delta = self.Plora_B(self.Plora_A(self.lora_dropout(x[im_mask])))
-            out = out.clone()
-            out[im_mask] = out[im_mask] + delta * self.lora_scaling
-        else:
-            delta = self.Plora_B(self.Plora_A(self.lora_dropout(x[:, :1])))
-            out = torch.cat([out[:, :1] + delta * 0, out[:, 1:]], dim=1)
-        return out
-
-
-def plora_kwargs(config: InternLM2Config) -> dict:
-    """PLoRALinear arguments from the model config."""
-    return dict(
-        rank=config.plora_rank,
-        alpha=config.plora_alpha,
-        dropout=config.plora_dropout,
-        enabled=config.use_plora)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -177,21 +120,17 @@ class InternLM2Attention(nn.Module):
         self.num_kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
         self.groups = self.num_heads // self.num_kv_heads
-        plora = plora_kwargs(config)
-        self.wqkv = PLoRALinear(
+        self.wqkv = nn.Linear(
             config.hidden_size,
             (self.num_heads + 2 * self.num_kv_heads) * self.head_dim,
-            bias=config.bias,
-            **plora)
-        self.wo = PLoRALinear(
-            self.num_heads * self.head_dim,
-            config.hidden_size,
-            bias=config.bias,
-            **plora)
+            bias=config.bias)
+        self.wo = nn.Linear(
+            self.num_heads * self.head_dim, config.hidden_size,
+            bias=config.bias)
 
-    def forward(self, hidden, cos, sin, attn_mask, im_mask, past=None):
+    def forward(self, hidden, cos, sin, attn_mask, past=None):
         b, q_len, _ = hidden.shape
-        qkv = self.wqkv(hidden, im_mask)
+        qkv = self.wqkv(hidden)
         qkv = qkv.view(b, q_len, self.num_kv_heads, self.groups + 2,
                        self.head_dim)
         q = qkv[..., :self.groups, :].reshape(b, q_len, self.num_heads,
@@ -210,22 +149,20 @@ class InternLM2Attention(nn.Module):
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, enable_gqa=self.groups > 1)
         out = out.transpose(1, 2).reshape(b, q_len, -1)
-        return self.wo(out, im_mask), present
+        return self.wo(out), present
 
 
 class InternLM2MLP(nn.Module):
 
     def __init__(self, config: InternLM2Config):
         super().__init__()
-        plora = plora_kwargs(config)
         h, i = config.hidden_size, config.intermediate_size
-        self.w1 = PLoRALinear(h, i, bias=False, **plora)
-        self.w3 = PLoRALinear(h, i, bias=False, **plora)
-        self.w2 = PLoRALinear(i, h, bias=False, **plora)
+        self.w1 = nn.Linear(h, i, bias=False)
+        self.w3 = nn.Linear(h, i, bias=False)
+        self.w2 = nn.Linear(i, h, bias=False)
 
-    def forward(self, x, im_mask):
-        return self.w2(F.silu(self.w1(x, im_mask)) * self.w3(x, im_mask),
-                       im_mask)
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
 class InternLM2DecoderLayer(nn.Module):
@@ -237,11 +174,11 @@ class InternLM2DecoderLayer(nn.Module):
         self.attention_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.ffn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, hidden, cos, sin, attn_mask, im_mask, past=None):
+    def forward(self, hidden, cos, sin, attn_mask, past=None):
         attn, present = self.attention(
-            self.attention_norm(hidden), cos, sin, attn_mask, im_mask, past)
+            self.attention_norm(hidden), cos, sin, attn_mask, past)
         hidden = hidden + attn
-        hidden = hidden + self.feed_forward(self.ffn_norm(hidden), im_mask)
+        hidden = hidden + self.feed_forward(self.ffn_norm(hidden))
         return hidden, present
 
 
@@ -279,10 +216,8 @@ class InternLM2Model(nn.Module):
     def forward(self,
                 inputs_embeds: torch.Tensor,
                 attention_mask: Optional[torch.Tensor] = None,
-                im_mask: Optional[torch.Tensor] = None,
                 past_key_values: Optional[KVCache] = None,
-                use_cache: bool = False,
-                output_layer_states: bool = False):
+                use_cache: bool = False):
         b, q_len, _ = inputs_embeds.shape
         past_len = 0 if not past_key_values else past_key_values[0][0].shape[2]
         device = inputs_embeds.device
@@ -292,21 +227,18 @@ class InternLM2Model(nn.Module):
         mask = build_attention_mask(attention_mask, q_len, past_len, b,
                                     device)
         hidden = inputs_embeds
-        presents, layer_states = [], []
+        presents = []
         for i, layer in enumerate(self.layers):
             past = past_key_values[i] if past_key_values else None
             if self.gradient_checkpointing and self.training:
                 hidden, present = checkpoint(
-                    layer, hidden, cos, sin, mask, im_mask, past,
-                    use_reentrant=False)
+                    layer, hidden, cos, sin, mask, past, use_reentrant=False)
             else:
-                hidden, present = layer(hidden, cos, sin, mask, im_mask, past)
+                hidden, present = layer(hidden, cos, sin, mask, past)
             if use_cache:
                 presents.append(present)
-            if output_layer_states:
-                layer_states.append(hidden)
         hidden = self.norm(hidden)
-        return hidden, (presents if use_cache else None), layer_states
+        return hidden, (presents if use_cache else None)
 
 
 class InternLM2ForCausalLM(nn.Module):
@@ -318,55 +250,24 @@ class InternLM2ForCausalLM(nn.Module):
         self.model = InternLM2Model(config)
         self.output = nn.Linear(config.hidden_size, config.vocab_size,
                                 bias=False)
-        self.apply(self._init_weights)  # children first, so Plora_B ends 0
+        self.apply(self._init_weights)
 
     @staticmethod
     def _init_weights(module, std: float = 0.02):
-        """HF-style init: N(0, 0.02) weights, zero biases, zero ``Plora_B``."""
+        """HF-style init: N(0, 0.02) weights, zero biases."""
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=std)
             if getattr(module, 'bias', None) is not None:
                 nn.init.zeros_(module.bias)
-        if isinstance(module, PLoRALinear) and module.plora_enabled:
-            nn.init.zeros_(module.Plora_B.weight)
 
     def forward(self,
                 inputs_embeds: torch.Tensor,
                 attention_mask: Optional[torch.Tensor] = None,
-                im_mask: Optional[torch.Tensor] = None,
                 past_key_values: Optional[KVCache] = None,
-                use_cache: bool = False,
-                output_layer_states: bool = False):
-        hidden, presents, layer_states = self.model(
-            inputs_embeds, attention_mask, im_mask, past_key_values,
-            use_cache, output_layer_states)
-        logits = self.output(hidden)
+                use_cache: bool = False):
+        hidden, presents = self.model(inputs_embeds, attention_mask,
+                                      past_key_values, use_cache)
         return dict(
-            logits=logits,
+            logits=self.output(hidden),
             hidden_states=hidden,
-            past_key_values=presents,
-            layer_states=layer_states)
-
-    def resize_token_embeddings(self, new_size: int, std: float = 0.02):
-        """Grow (or shrink) both the embedding and the output layer.
-
-        New rows are N(0, std), as HF's resize does for InternLM2.
-        """
-        old = self.model.tok_embeddings.weight
-        if new_size == old.shape[0]:
-            return
-        keep = min(new_size, old.shape[0])
-        emb = nn.Embedding(new_size, old.shape[1], self.config.pad_token_id,
-                           device=old.device, dtype=old.dtype)
-        out = nn.Linear(old.shape[1], new_size, bias=False, device=old.device,
-                        dtype=old.dtype)
-        nn.init.normal_(emb.weight, std=std)
-        nn.init.normal_(out.weight, std=std)
-        with torch.no_grad():
-            emb.weight[:keep] = old[:keep]
-            out.weight[:keep] = self.output.weight[:keep]
-        emb.weight.requires_grad_(old.requires_grad)
-        out.weight.requires_grad_(self.output.weight.requires_grad)
-        self.model.tok_embeddings = emb
-        self.output = out
-        self.config.vocab_size = new_size
+            past_key_values=presents)

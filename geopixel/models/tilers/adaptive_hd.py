@@ -55,6 +55,7 @@ class AdaptiveHDTiler(BaseTiler):
                  max_tiles: Union[int, str, None] = 'hd_num',
                  tile_size: int = 560,
                  pad_value: int = 255):
+        super().__init__(tile_size)
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         if inference_rule not in INFERENCE_RULES:
@@ -71,7 +72,6 @@ class AdaptiveHDTiler(BaseTiler):
         self.mode = mode
         self.inference_rule = inference_rule
         self.max_tiles = None if max_tiles is None else int(max_tiles)
-        self.tile_size = int(tile_size)
         self.pad_value = int(pad_value)
 
     # -- geometry ---------------------------------------------------------
@@ -137,16 +137,6 @@ class AdaptiveHDTiler(BaseTiler):
             landscape_resize_hw=(new_h, new_w),
             landscape_padding_ltrb=(0, top, 0, bottom))
 
-    def num_tokens(self, rows: int, cols: int) -> int:
-        """``(rows*cols + 1) * 400 + 1 + 20 * (rows + 1)`` at 560 px tiles.
-
-        400 merged tokens per tile and the global view, one separator, and
-        one newline token per row of 20 merged tokens (global view too).
-        """
-        per_side = self.tile_size // 28  # 14 px patches, 2x2 merge
-        return ((rows * cols + 1) * per_side * per_side + 1 + per_side *
-                (rows + 1))
-
     # -- pixels -----------------------------------------------------------
     def __call__(self, image: ImageLike) -> TiledImage:
         pil = to_pil_rgb(image)
@@ -164,21 +154,15 @@ class AdaptiveHDTiler(BaseTiler):
                 constant_values=self.pad_value)
         if plan['transposed']:
             array = array.transpose(1, 0, 2)
-        rows, cols = plan['grid']
-        return TiledImage(
-            image=np.ascontiguousarray(array),
-            grid=(rows, cols),
-            tile_size=self.tile_size,
+        return self.tiled_image(
+            array,
+            plan,
             original_size=(width, height),
-            resized_size=plan['resized_size'],
-            padding=plan['padding'],
-            num_tokens=self.num_tokens(rows, cols),
-            meta=dict(
-                mode=self.mode,
-                hd_num=self.hd_num,
-                transposed=plan['transposed'],
-                landscape_resize_hw=plan['landscape_resize_hw'],
-                landscape_padding_ltrb=plan['landscape_padding_ltrb']))
+            mode=self.mode,
+            hd_num=self.hd_num,
+            transposed=plan['transposed'],
+            landscape_resize_hw=plan['landscape_resize_hw'],
+            landscape_padding_ltrb=plan['landscape_padding_ltrb'])
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(hd_num={self.hd_num}, '

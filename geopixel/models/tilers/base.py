@@ -54,26 +54,77 @@ class BaseTiler(metaclass=ABCMeta):
     """Turns an image of any size into a padded, tiled canvas.
 
     Tilers are pure and deterministic (no torch), so the same object serves
-    the data pipeline, the inference API and sequence-length planning.
+    the data pipeline, the inference API and sequence-length planning. A
+    tiler decides only the grid and the canvas (``plan`` and
+    ``__call__``); the visual token count follows from the tile geometry
+    alone, so it lives here for every tiler (``num_tokens``).
+
+    Args:
+        tile_size: tile side in pixels (the vision encoder's input size);
+            a multiple of ``pixels_per_token``.
     """
 
-    tile_size: int
+    #: pixels per merged visual token side: CLIPVisionEncoder's 14 px
+    #: patches merged 2x2
+    pixels_per_token = 28
+
+    def __init__(self, tile_size: int = 560):
+        if tile_size < 1 or tile_size % self.pixels_per_token:
+            raise ValueError(
+                f'tile_size must be a positive multiple of '
+                f'{self.pixels_per_token} px (one merged token), got '
+                f'{tile_size}')
+        self.tile_size = int(tile_size)
 
     @abstractmethod
     def __call__(self, image: ImageLike) -> TiledImage:
-        """Tile one RGB image."""
+        """Tile one RGB image (build the result with ``tiled_image``)."""
 
     @abstractmethod
     def plan(self, width: int, height: int) -> dict:
-        """Geometry for an image of this size, without touching pixels."""
+        """Geometry for an image of this size, without touching pixels:
+        at least ``grid`` (rows, cols), ``resized_size`` and ``padding``."""
 
-    @abstractmethod
+    @property
+    def tokens_per_side(self) -> int:
+        """Merged tokens along one side of a tile."""
+        return self.tile_size // self.pixels_per_token
+
     def num_tokens(self, rows: int, cols: int) -> int:
-        """Visual tokens the vision encoder emits for this grid."""
+        """Visual tokens the vision encoder emits for a ``rows x cols`` grid.
+
+        With ``s = tokens_per_side``: ``s * s`` merged tokens for the global
+        view and for every tile, a newline token after every token row (``s``
+        rows in the global view, ``rows * s`` across the tiles) and one
+        separator between the two: ``(rows*cols + 1) s^2 + s (rows + 1) +
+        1``, e.g. 4081 for 3 x 3 tiles of 560 px (s = 20).
+        """
+        s = self.tokens_per_side
+        return (rows * cols + 1) * s * s + s * (rows + 1) + 1
 
     def tokens_for_size(self, width: int, height: int) -> int:
         plan = self.plan(width, height)
         return self.num_tokens(*plan['grid'])
+
+    def tiled_image(self, canvas: np.ndarray, plan: dict,
+                    original_size: Tuple[int, int], **meta) -> TiledImage:
+        """Package a canvas with its plan; the token count follows the
+        grid. A canvas whose size is not the grid's is an error."""
+        rows, cols = plan['grid']
+        expected = (rows * self.tile_size, cols * self.tile_size, 3)
+        if canvas.shape != expected:
+            raise ValueError(f'{type(self).__name__}: canvas {canvas.shape} '
+                             f'is not the {rows} x {cols} grid of '
+                             f'{self.tile_size} px tiles {expected}')
+        return TiledImage(
+            image=np.ascontiguousarray(canvas),
+            grid=(rows, cols),
+            tile_size=self.tile_size,
+            original_size=tuple(original_size),
+            resized_size=tuple(plan['resized_size']),
+            padding=tuple(plan['padding']),
+            num_tokens=self.num_tokens(rows, cols),
+            meta=meta)
 
 
 def to_pil_rgb(image: ImageLike) -> Image.Image:

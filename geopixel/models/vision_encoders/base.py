@@ -1,10 +1,10 @@
 """Vision encoder contract."""
-from abc import abstractmethod
+from abc import ABCMeta, abstractmethod
 
 from torch import nn
 
 
-class BaseVisionEncoder(nn.Module):
+class BaseVisionEncoder(nn.Module, metaclass=ABCMeta):
     """Normalised tiled pixels -> visual tokens for the LLM.
 
     Implementations take the tiled canvases of a batch and return one

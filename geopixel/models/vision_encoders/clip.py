@@ -22,16 +22,16 @@ from ..tilers.base import global_view, split_tiles
 from .base import BaseVisionEncoder
 
 
-def _clip_vision_model(config: Optional[dict], pretrained: Optional[str]):
+def _clip_vision_model(config: Optional[dict], checkpoint: Optional[str]):
     from transformers import CLIPVisionConfig, CLIPVisionModel
-    if pretrained:
+    if checkpoint:
         import os.path as osp
-        if not osp.isdir(pretrained):
+        if not osp.isdir(checkpoint):
             raise FileNotFoundError(
-                f'CLIP vision tower folder not found: {pretrained}. Expected '
+                f'CLIP vision tower folder not found: {checkpoint}. Expected '
                 'a Hugging Face folder (config.json + weights), e.g. a local '
                 'copy of internlm/internlm-xcomposer2d5-clip.')
-        return CLIPVisionModel.from_pretrained(pretrained)
+        return CLIPVisionModel.from_pretrained(checkpoint)
     return CLIPVisionModel(CLIPVisionConfig(**(config or {})))
 
 
@@ -41,8 +41,8 @@ class CLIPVisionEncoder(BaseVisionEncoder):
 
     Args:
         clip_config: ``CLIPVisionConfig`` arguments (ViT-L/14 at 560 px by
-            default) when no ``pretrained`` folder is given.
-        pretrained: local folder of a Hugging Face CLIP vision model.
+            default) when no ``checkpoint`` folder is given.
+        checkpoint: local folder of a Hugging Face CLIP vision model.
         out_channels: projector output width; the composite model sets it
             to the LLM width.
         tile_size: tile side in pixels (the CLIP input size).
@@ -54,7 +54,7 @@ class CLIPVisionEncoder(BaseVisionEncoder):
 
     def __init__(self,
                  clip_config: Optional[dict] = None,
-                 pretrained: Optional[str] = None,
+                 checkpoint: Optional[str] = None,
                  out_channels: int = 4096,
                  tile_size: int = 560,
                  frozen: bool = True,
@@ -71,7 +71,7 @@ class CLIPVisionEncoder(BaseVisionEncoder):
             hidden_act='quick_gelu',
             layer_norm_eps=1e-5)
         self.vit = _clip_vision_model(
-            dict(defaults, **(clip_config or {})), pretrained)
+            dict(defaults, **(clip_config or {})), checkpoint)
         cfg = self.vit.config
         self.tile_size = tile_size
         self.patch_grid = tile_size // cfg.patch_size

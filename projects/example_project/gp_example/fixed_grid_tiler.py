@@ -2,21 +2,25 @@
 import numpy as np
 from PIL import Image
 
-from geopixel.models.tilers import AdaptiveHDTiler, TiledImage
+from geopixel.models.tilers import BaseTiler, TiledImage
 from geopixel.models.tilers.base import to_pil_rgb
 from geopixel.registry import TILERS
 
 
 @TILERS.register_module()
-class FixedGridTiler(AdaptiveHDTiler):
+class FixedGridTiler(BaseTiler):
     """Resize every image to ``rows x cols`` tiles (aspect not kept).
 
-    Reuses the adaptive tiler's token count, so the vision encoder needs no
-    change.
+    Only the grid and the canvas are its own; the visual token count comes
+    from :class:`BaseTiler` (it follows the tile geometry), so the vision
+    encoder needs no change.
     """
 
     def __init__(self, rows: int = 1, cols: int = 1, tile_size: int = 560):
-        super().__init__(hd_num=rows * cols, tile_size=tile_size)
+        super().__init__(tile_size)
+        if int(rows) < 1 or int(cols) < 1:
+            raise ValueError(f'rows and cols must be >= 1, got {rows} x '
+                             f'{cols}')
         self.rows, self.cols = int(rows), int(cols)
 
     def plan(self, width: int, height: int) -> dict:
@@ -28,15 +32,7 @@ class FixedGridTiler(AdaptiveHDTiler):
         pil = to_pil_rgb(image)
         plan = self.plan(*pil.size)
         canvas = np.array(pil.resize(plan['resized_size'], Image.BILINEAR))
-        return TiledImage(
-            image=canvas,
-            grid=plan['grid'],
-            tile_size=self.tile_size,
-            original_size=pil.size,
-            resized_size=plan['resized_size'],
-            padding=plan['padding'],
-            num_tokens=self.num_tokens(self.rows, self.cols),
-            meta=dict(mode='fixed'))
+        return self.tiled_image(canvas, plan, pil.size, mode='fixed')
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(rows={self.rows}, cols={self.cols})'

@@ -23,7 +23,7 @@ sam2_checkpoint = 'checkpoints/sam2_hiera_large.pt'
 model = dict(
     type=GeoPixel,
     tokenizer=dict(type=InternLM2Tokenizer, path=ixc_path),
-    # ViT-L/14 at 560 px (the class defaults); weights from ixc_pretrained
+    # ViT-L/14 at 560 px (the class defaults); weights from ixc_checkpoint
     vision_encoder=dict(type=CLIPVisionEncoder),
     # InternLM2-7B (the config defaults), vocabulary grown to the tokenizer
     llm=dict(
@@ -37,7 +37,7 @@ model = dict(
         checkpoint=sam2_checkpoint),
     mask_decoder=dict(type=SAM2MaskDecoder, checkpoint=sam2_checkpoint),
     # LLM, CLIP, projector and separators from IXC-2.5 in one read
-    ixc_pretrained=ixc_path,
+    ixc_checkpoint=ixc_path,
     generation_cfg=dict(max_new_tokens=512))
 
 # SAM v1 ViT-H instead of SAM2 (a local Hugging Face facebook/sam-vit-huge):
@@ -46,6 +46,6 @@ sam_vit_h = [
     dict(
         type=SAMGroundingEncoder,
         variant='vit_h',
-        pretrained='checkpoints/sam-vit-huge'),
-    dict(type=SAMMaskDecoder, pretrained='checkpoints/sam-vit-huge'),
+        checkpoint='checkpoints/sam-vit-huge'),
+    dict(type=SAMMaskDecoder, checkpoint='checkpoints/sam-vit-huge'),
 ]

@@ -35,12 +35,10 @@ model = dict(
             intermediate_size=256,
             num_hidden_layers=2,
             num_attention_heads=4,
-            num_key_value_heads=2,
-            plora_rank=16,
-            plora_alpha=16,
-            # dropout on the frozen partial-LoRA branch only adds noise and
-            # costs 40% of a CPU step (random masks); the paper keeps 0.05
-            plora_dropout=0.0)),
+            num_key_value_heads=2),
+        # dropout on the frozen partial-LoRA branch only adds noise and
+        # costs 40% of a CPU step (random masks); the paper keeps 0.05
+        plora=dict(rank=16, alpha=16, dropout=0.0)),
     grounding_encoder=dict(
         type=SAM2GroundingEncoder,
         variant='hiera_t',
