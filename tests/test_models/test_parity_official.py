@@ -11,6 +11,7 @@ from mmengine.dataset import pseudo_collate
 from PIL import Image
 from safetensors.torch import load_file
 
+from geopixel.models.data_preprocessors import normalize_canvas
 from geopixel.datasets import (FormatChat, GeoPixelDDataset,
                                LoadGroundingMasks, LoadImageRGB,
                                PackGeoPixelInputs, TileImage)
@@ -50,7 +51,7 @@ def test_vision_encoder_portrait(model, parity_dir):
     tiled = AdaptiveHDTiler(4, max_tiles=None)(
         Image.open(osp.join(parity_dir, 'images', 'portrait_300x700.png')))
     enc = model.vision_encoder.eval()
-    canvas = tiled.to_tensor()
+    canvas = normalize_canvas(tiled.image)
     from geopixel.models.tilers import global_view, split_tiles
     with torch.no_grad():
         crops = torch.cat(
@@ -254,7 +255,7 @@ def test_constants_match_the_official_objects(parity_dir, model):
     """Preprocessing and model constants read back from the official code."""
     from geopixel.models.grounding_encoders.sam2 import (IMAGENET_MEAN,
                                                          IMAGENET_STD)
-    from geopixel.models.tilers import CLIP_MEAN, CLIP_STD
+    from geopixel.models.data_preprocessors import CLIP_MEAN, CLIP_STD
     with open(osp.join(parity_dir, 'constants_observed.json')) as f:
         c = json.load(f)
     assert list(CLIP_MEAN) == c['clip_normalize_mean']

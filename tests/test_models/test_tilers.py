@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from geopixel.models.data_preprocessors import normalize_canvas
 from geopixel.models.tilers import (AdaptiveHDTiler, BaseTiler, global_view,
                                     split_tiles)
 
@@ -48,7 +49,7 @@ def test_all_sixteen_fixture_cases_reproduced(parity_dir, hd_cases):
                                 case['output_png'])).convert('RGB'))
         resize = next(o for o in case['observed_ops'] if o['op'] == 'resize')
         pad = next(o for o in case['observed_ops'] if o['op'] == 'pad')
-        normalized = out.to_tensor()
+        normalized = normalize_canvas(out.image)
         checks = {
             'pixels': np.array_equal(out.image, expected),
             'uint8 sha': hashlib.sha256(out.image.tobytes()).hexdigest() ==
@@ -78,7 +79,7 @@ def test_global_view_and_tiles_match_clip_batch(parity_dir):
         ref = json.load(f)
     tiler = AdaptiveHDTiler(hd_num=ref['hd_num'], max_tiles=None)
     out = tiler(Image.open(osp.join(parity_dir, ref['input_png'])))
-    canvas = out.to_tensor()
+    canvas = normalize_canvas(out.image)
     assert sha256_f32(canvas) == ref['vit_input']['sha256']
     crops = torch.cat([global_view(canvas, 560)[None],
                        split_tiles(canvas, out.grid, 560)])

@@ -1,8 +1,6 @@
 """Tilers: image -> padded high-resolution canvas of fixed-size tiles."""
 from .adaptive_hd import AdaptiveHDTiler
 from .base import (
-                   CLIP_MEAN,
-                   CLIP_STD,
                    BaseTiler,
                    TiledImage,
                    global_view,
@@ -10,6 +8,5 @@ from .base import (
 )
 
 __all__ = [
-    'AdaptiveHDTiler', 'BaseTiler', 'TiledImage', 'CLIP_MEAN', 'CLIP_STD',
-    'global_view', 'split_tiles'
+    'AdaptiveHDTiler', 'BaseTiler', 'TiledImage', 'global_view', 'split_tiles'
 ]

@@ -1,15 +1,12 @@
 """Tiler contract: image -> padded high-resolution canvas cut into tiles."""
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
-from typing import Sequence, Tuple, Union
+from typing import Tuple, Union
 
 import numpy as np
 from PIL import Image
 
 ImageLike = Union[Image.Image, np.ndarray]
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass
@@ -33,21 +30,6 @@ class TiledImage:
     @property
     def num_tiles(self) -> int:
         return self.grid[0] * self.grid[1]
-
-    def to_tensor(self,
-                  mean: Sequence[float] = CLIP_MEAN,
-                  std: Sequence[float] = CLIP_STD):
-        """Normalised float32 tensor [3, H, W]: (x / 255 - mean) / std.
-
-        The arithmetic (and so every bit) is that of torchvision's ToTensor
-        followed by Normalize, which the official pipeline uses.
-        """
-        import torch
-        tensor = torch.from_numpy(np.ascontiguousarray(self.image))
-        tensor = tensor.permute(2, 0, 1).contiguous().float().div(255)
-        mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-        return tensor.sub(mean_t).div(std_t)
 
 
 class BaseTiler(metaclass=ABCMeta):
