@@ -30,7 +30,8 @@ setup(
     version=read_version(),
     description='Pixel-grounded multimodal LLMs for remote sensing '
     '(GeoPixel), built on MMEngine',
-    long_description=open(osp.join(HERE, 'README.md'), encoding='utf-8').read(),
+    long_description=open(
+        osp.join(HERE, 'README.md'), encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.10',

@@ -50,9 +50,11 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     from geopixel.checkpoint import describe_fit, load_model_weights
-    from geopixel.evaluation.functional.files import format_number, write_scores
-    from geopixel.engine.runner_setup import (load_config, setup_cpu_distributed,
+    from geopixel.engine.runner_setup import (load_config,
+                                              setup_cpu_distributed,
                                               trusts_checkpoint)
+    from geopixel.evaluation.functional.files import (format_number,
+                                                      write_scores)
 
     cfg = load_config(args.config, args.cfg_options, args.work_dir,
                       args.launcher)

@@ -254,8 +254,8 @@ def _read_file(path: str) -> Dict[str, torch.Tensor]:
     return state
 
 
-def read_state_dict(path: str,
-                    keep: Optional[callable] = None) -> Dict[str, torch.Tensor]:
+def read_state_dict(path: str, keep: Optional[callable] = None
+                    ) -> Dict[str, torch.Tensor]:
     """All tensors of a checkpoint file or folder (``keep(key)`` filters).
 
     Raises:

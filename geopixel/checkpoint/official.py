@@ -1,17 +1,17 @@
 """Key tables between the official GeoPixel / IXC-2.5 / SAM2 checkpoints
 and the geopixel model.
 
-Official name (released GeoPixel-7B)           geopixel name
----------------------------------------------  -----------------------------
-vit.vision_tower.vision_model.*                vision_encoder.vit.*
-vision_proj.*                                  vision_encoder.projector.*
-plora_glb_GN / plora_sub_GN                    vision_encoder.glb_GN / sub_GN
-model.tok_embeddings / layers / norm, output   llm.llm.model.* , llm.llm.output
-model.visual_model.image_encoder.*             grounding_encoder.image_encoder.*
-model.visual_model.no_mem_embed                grounding_encoder.no_mem_embed
-model.visual_model.sam_prompt_encoder.*        mask_decoder.prompt_encoder.*
-model.visual_model.sam_mask_decoder.*          mask_decoder.mask_decoder.*
-model.text_hidden_fcs.0.*                      seg_projector.*
+Official name (released GeoPixel-7B)          geopixel name
+--------------------------------------------  ---------------------------------
+vit.vision_tower.vision_model.*               vision_encoder.vit.*
+vision_proj.*                                 vision_encoder.projector.*
+plora_glb_GN / plora_sub_GN                   vision_encoder.glb_GN / sub_GN
+model.tok_embeddings / layers / norm, output  llm.llm.model.* , llm.llm.output
+model.visual_model.image_encoder.*            grounding_encoder.image_encoder.*
+model.visual_model.no_mem_embed               grounding_encoder.no_mem_embed
+model.visual_model.sam_prompt_encoder.*       mask_decoder.prompt_encoder.*
+model.visual_model.sam_mask_decoder.*         mask_decoder.mask_decoder.*
+model.text_hidden_fcs.0.*                     seg_projector.*
 
 Dropped: IXC-2.5's unused ``lora_sft/dpo/web`` adapters (about 3B
 parameters) and SAM2's video-memory modules. Un-merged training outputs

@@ -19,8 +19,8 @@ class GeoPixelVisualizer(Visualizer):
     """
 
     @staticmethod
-    def draw_sample(image: np.ndarray, data_sample, out_file: Optional[str] = None
-                    ) -> np.ndarray:
+    def draw_sample(image: np.ndarray, data_sample,
+                    out_file: Optional[str] = None) -> np.ndarray:
         """GT and prediction panels for one sample (no backend needed)."""
         panels = []
         if 'gt_masks' in data_sample:

@@ -259,8 +259,8 @@ def test_java_missing_keeps_the_mask_metrics(case, tmp_path, monkeypatch):
 def rrsis_folder(synthetic_root, tmp_path):
     """Perfect RRSIS predictions (the GT, as PNGs) for the synthetic test
     split; returns (data root, folder, sent_ids, image size)."""
-    from geopixel.evaluation.functional.rrsis_files import (_gt_mask, gt_samples,
-                                                 write_prediction_png)
+    from geopixel.evaluation.functional.rrsis_files import (
+        _gt_mask, gt_samples, write_prediction_png)
     root = osp.join(synthetic_root, 'rrsisd')
     preds = str(tmp_path / 'preds')
     samples = gt_samples(root, 'test')

@@ -5,7 +5,8 @@ import types
 
 from PIL import Image
 
-from geopixel.datasets import GeoPixelDDataset, LoadGroundingMasks, LoadImageRGB
+from geopixel.datasets import (GeoPixelDDataset, LoadGroundingMasks,
+                               LoadImageRGB)
 from geopixel.engine.hooks import BadRecordSummaryHook
 
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from geopixel.evaluation.functional.rle import check_rle, decode_checked_rle, rle_runs
+from geopixel.evaluation.functional.rle import (check_rle,
+                                                decode_checked_rle, rle_runs)
 from geopixel.utils import BadRecordError, encode_rle
 
 

@@ -214,7 +214,8 @@ def test_official_checkpoint_loads_under_lora_wrappers(parity_dir):
     plain = official_tiny_model(parity_dir)
     a = wrapped.state_dict()[
         'llm.llm.model.layers.0.attention.wqkv.base_layer.Plora_A.weight']
-    b = plain.state_dict()['llm.llm.model.layers.0.attention.wqkv.Plora_A.weight']
+    key = 'llm.llm.model.layers.0.attention.wqkv.Plora_A.weight'
+    b = plain.state_dict()[key]
     assert torch.equal(a, b)
 
 

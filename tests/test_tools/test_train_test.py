@@ -178,7 +178,8 @@ def test_two_process_cpu_ddp(workspace):
 
 @pytest.mark.slow
 def test_tiny_geopixel_train_test_and_overlays(workspace):
-    """The quick start's path: the real model at tiny size through the tools."""
+    """The quick start's path: the real model at tiny size through the
+    tools."""
     pytest.importorskip('sam2')
     config = osp.join(REPO, 'configs', 'geopixel', 'rrsis_tiny.py')
     work = workspace / 'tiny'
@@ -186,7 +187,8 @@ def test_tiny_geopixel_train_test_and_overlays(workspace):
               '--work-dir', str(work), '--cfg-options',
               'train_cfg.max_iters=4', 'train_cfg.val_interval=4',
               'param_scheduler.0.end=2', 'param_scheduler.1.begin=2',
-              'param_scheduler.1.end=4', 'default_hooks.checkpoint.interval=4'],
+              'param_scheduler.1.end=4',
+              'default_hooks.checkpoint.interval=4'],
              workspace)
     assert (work / 'iter_4.pth').exists()
     run_tool([sys.executable, osp.join(REPO, 'tools', 'test.py'), config,

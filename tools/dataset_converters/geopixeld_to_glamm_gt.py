@@ -9,7 +9,8 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
 
 
 def main(argv=None):
@@ -24,8 +25,8 @@ def main(argv=None):
 
     from geopixel.datasets import (GeoPixelDDataset, LoadGroundingMasks,
                                    LoadImageRGB)
-    from geopixel.evaluation.functional.gcg_files import (glamm_gt_from_dataset,
-                                               write_glamm_gt)
+    from geopixel.evaluation.functional.gcg_files import (
+        glamm_gt_from_dataset, write_glamm_gt)
     dataset = GeoPixelDDataset(
         ann_file=osp.abspath(args.ann),  # as given, not under --data-root
         data_root=args.data_root,

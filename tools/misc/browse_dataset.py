@@ -18,7 +18,8 @@ import os.path as osp
 import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
 
 
 def parse_args(argv=None):
@@ -98,7 +99,8 @@ def browse(args) -> dict:
                 labels = meta['category_names']
             picture = draw_grounded_masks(
                 image, masks, labels, title=osp.basename(meta['img_path']))
-            name = f'{idx:05d}_{osp.splitext(osp.basename(meta["img_path"]))[0]}.png'
+            stem = osp.splitext(osp.basename(meta['img_path']))[0]
+            name = f'{idx:05d}_{stem}.png'
             Image.fromarray(picture).save(osp.join(args.output_dir, name))
             drawn += 1
 

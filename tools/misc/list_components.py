@@ -7,11 +7,13 @@ import json
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
 
 
 def collect(names=None) -> dict:
-    """``{registry: {name: 'module.Class'}}`` after importing every location."""
+    """``{registry: {name: 'module.Class'}}`` after importing every
+    location."""
     from geopixel.registry import ALL_REGISTRIES
     out = {}
     for reg_name, registry in ALL_REGISTRIES.items():

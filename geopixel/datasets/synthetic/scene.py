@@ -209,8 +209,8 @@ class SceneGenerator:
             roads.append((p0, p1, width))
         road_mask[water.astype(bool)] = 0
         sel = road_mask.astype(bool)
-        img[sel] = np.array((92, 92, 96), np.float32) + 4 * rng.standard_normal(
-            (int(sel.sum()), 1)).astype(np.float32)
+        noise = rng.standard_normal((int(sel.sum()), 1)).astype(np.float32)
+        img[sel] = np.array((92, 92, 96), np.float32) + 4 * noise
         for p0, p1, _ in roads:  # dashed centre line
             length = math.dist(p0, p1)
             steps = int(length // (12 * self.scale))
@@ -334,8 +334,9 @@ class SceneGenerator:
                 def fn(length=length, beam=beam, hull=hull):
                     ang = rng.uniform(0, math.pi)
                     cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-                    return _transform([(x * length, y * beam) for x, y in hull],
-                                      cx, cy, ang)
+                    return _transform(
+                        [(x * length, y * beam) for x, y in hull], cx, cy,
+                        ang)
 
                 def deck(img, poly):
                     c = poly.mean(0).astype(int)
@@ -409,7 +410,8 @@ class SceneGenerator:
 
 
 def _assign_size_words(instances: Sequence[Instance]) -> None:
-    """'large'/'small' for the biggest/smallest of a category (ratio >= 1.3)."""
+    """'large'/'small' for the biggest/smallest of a category (ratio >=
+    1.3)."""
     by_cat = {}
     for inst in instances:
         by_cat.setdefault(inst.category, []).append(inst)

@@ -58,7 +58,8 @@ def gcg_description(scene: Scene,
     elif scene.has_water == 'lake':
         clauses.append('with a lake')
     if scene.num_roads:
-        roads = 'a road' if scene.num_roads == 1 else f'{scene.num_roads} roads'
+        roads = ('a road' if scene.num_roads == 1 else
+                 f'{scene.num_roads} roads')
         clauses.append(f'crossed by {roads}')
     if clauses:
         intro += ' ' + ' and '.join(clauses)

@@ -5,6 +5,6 @@ from .time_budget_hook import TimeBudgetHook
 from .visualization_hook import GeoPixelVisualizationHook
 
 __all__ = [
-    'AtomicCheckpointHook', 'BadRecordSummaryHook', 'GeoPixelVisualizationHook',
-    'TimeBudgetHook'
+    'AtomicCheckpointHook', 'BadRecordSummaryHook',
+    'GeoPixelVisualizationHook', 'TimeBudgetHook'
 ]

@@ -9,7 +9,8 @@ from geopixel.registry import HOOKS
 
 @HOOKS.register_module()
 class BadRecordSummaryHook(Hook):
-    """Log how many bad records each dataset skipped (``on_bad_record='skip'``).
+    """Log how many bad records each dataset skipped
+    (``on_bad_record='skip'``).
 
     Runs after every train/val/test epoch and, for iteration-based training,
     every ``interval`` iterations. Nothing is silently dropped: skipped

@@ -2,15 +2,16 @@
 the same functions serve the metrics in ``tools/test.py`` and the scorers of
 prediction folders written by any model (``tools/analysis/eval_*.py``).
 
-| module | what |
-| --- | --- |
-| ``iou`` | the one IoU definition |
-| ``gcg`` | RS-GCG: GLaMM-exact mIoU, recall, AP50, CIDEr/METEOR |
-| ``gcg_files`` | GLaMM-format ground truth and prediction files (writer and reader) |
-| ``rrsis`` | RRSIS-D: P@X, oIoU, mIoU from per-sample (I, U) |
-| ``rrsis_files`` | per-sentence prediction files (writer and reader), GT samples |
-| ``rle`` | COCO RLE checked without trusting pycocotools on bad input |
-| ``files`` | prediction-folder rules: duplicates, missing files, strict JSON |
+* ``iou``: the one IoU definition;
+* ``gcg``: RS-GCG, GLaMM-exact mIoU, recall, AP50, CIDEr/METEOR;
+* ``gcg_files``: GLaMM-format ground truth and prediction files (writer
+  and reader);
+* ``rrsis``: RRSIS-D, P@X, oIoU, mIoU from per-sample (I, U);
+* ``rrsis_files``: per-sentence prediction files (writer and reader), GT
+  samples;
+* ``rle``: COCO RLE checked without trusting pycocotools on bad input;
+* ``files``: prediction-folder rules (duplicates, missing files, strict
+  JSON).
 """
 from .iou import intersection_union, iou_matrix
 

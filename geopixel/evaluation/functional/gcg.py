@@ -22,7 +22,7 @@ from .iou import iou_matrix
 TextScorer = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 
 
-# -- masks ------------------------------------------------------------------
+# -- masks --------------------------------------------------------------------
 def greedy_matches(matrix: np.ndarray) -> List[Tuple[int, int, float]]:
     """GLaMM mIoU matching: repeatedly take the global maximum (ties: the
     first in row-major order), record it, remove its row and column; stop
@@ -99,7 +99,7 @@ def recall_name(text_scorer: Optional[TextScorer]) -> str:
     return 'Recall' if text_scorer is not None else 'Recall (IoU-only)'
 
 
-# -- AP50 (pycocotools) ---------------------------------------------------------
+# -- AP50 (pycocotools) -------------------------------------------------------
 class IgnoreRegionsCOCOeval(COCOeval):
     """``segm`` COCOeval whose GT annotations in ``ignore_ids`` are ignore
     regions. They stay ``iscrowd=0`` (standard IoU); pycocotools' own
@@ -148,7 +148,7 @@ def coco_ap50(images: Sequence[dict],
     return max(float(evaluator.stats[1]), 0.0)
 
 
-# -- captions (pycocoevalcap) ---------------------------------------------------
+# -- captions (pycocoevalcap) -------------------------------------------------
 class CaptionToolsMissing(RuntimeError):
     """Java or pycocoevalcap is missing: no CIDEr / METEOR."""
 
@@ -247,7 +247,7 @@ def _close_meteor(scorer) -> str:
     return ''
 
 
-# -- text similarity for recall -------------------------------------------------
+# -- text similarity for recall -----------------------------------------------
 class BertMeanPoolScorer:
     """GLaMM's recall text similarity: cosine of the mean of BERT's last
     hidden states (all tokens, [CLS] and [SEP] included), from a local
@@ -283,7 +283,7 @@ class BertMeanPoolScorer:
         return a @ b.T
 
 
-# -- the whole split ------------------------------------------------------------
+# -- the whole split ----------------------------------------------------------
 KINDS = ('uni', 'multi')
 
 

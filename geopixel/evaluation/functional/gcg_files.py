@@ -152,7 +152,8 @@ def load_predictions(folder: str) -> Tuple[Dict[str, Tuple[str, dict]],
                                            FolderReport]:
     """``{image_id: (file, prediction)}`` from a folder of GLaMM prediction
     files, one file per image by the duplicate rule (see
-    :mod:`geopixel.evaluation.functional.files`), and the report of duplicates."""
+    :mod:`geopixel.evaluation.functional.files`), and the report of
+    duplicates."""
     files = sorted(glob.glob(osp.join(folder, '*.json')))
     if not files:
         raise BadRecordError('no prediction files (*.json)', folder)

@@ -11,10 +11,10 @@ ref), keyed by REFER's ``sent_id`` (unique in a REFER dataset)::
 A PNG is keyed by its file name, a JSON file by its ``sent_id``.
 Duplicates (both a PNG and a JSON file for one sentence, or JSON files
 naming the same ``sent_id``) and missing files follow
-:mod:`geopixel.evaluation.functional.files`; the ground truth comes from the RRSIS-D
-annotation files through :class:`geopixel.datasets.RRSISDDataset`, its
-masks rasterised at the size ``instances.json`` gives (images are not
-decoded).
+:mod:`geopixel.evaluation.functional.files`; the ground truth comes from
+the RRSIS-D annotation files through
+:class:`geopixel.datasets.RRSISDDataset`, its masks rasterised at the size
+``instances.json`` gives (images are not decoded).
 """
 import glob
 import os

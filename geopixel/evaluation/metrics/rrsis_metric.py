@@ -4,8 +4,9 @@ from typing import Optional, Sequence
 from mmengine.evaluator import BaseMetric
 
 from geopixel.registry import METRICS
-from ..functional.rrsis import (THRESHOLDS, describe_sample, gt_mask, prediction_mask,
-                     rrsis_scores, sample_intersection_union)
+from ..functional.rrsis import (THRESHOLDS, describe_sample, gt_mask,
+                                prediction_mask, rrsis_scores,
+                                sample_intersection_union)
 from ..functional.rrsis_files import write_prediction_png
 
 

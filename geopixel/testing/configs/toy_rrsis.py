@@ -1,4 +1,3 @@
-# ruff: noqa: F403, F405
 # tools/train.py and tools/test.py on the synthetic RRSIS-D data with a toy
 # model (see geopixel/testing/toy_grounding.py). Run with cwd holding
 # data/synthetic.
