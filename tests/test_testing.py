@@ -51,13 +51,15 @@ def test_get_config_moves_the_synthetic_paths(tmp_path):
 
 def test_demo_data_takes_a_named_pipeline(synthetic_root):
     cfg = testing.get_config(testing.TOY_RRSIS_CONFIG, synthetic_root)
+    # RRSIS-D configs evaluate teacher-forced: the split's own pipeline
+    # gives the answer, the generation pipeline the question only
     own = testing.demo_data(cfg, 'test', num_samples=1)['data_samples'][0]
-    answers = testing.demo_data(
+    prompt = testing.demo_data(
         cfg, 'test', num_samples=1,
-        pipeline='teacher_forced_test_pipeline')['data_samples'][0]
-    # the same sentence, without and with the answer
-    assert own.metainfo['sent_id'] == answers.metainfo['sent_id']
-    assert len(answers.input_ids) > len(own.input_ids)
+        pipeline='test_pipeline')['data_samples'][0]
+    assert own.metainfo['sent_id'] == prompt.metainfo['sent_id']
+    assert len(own.input_ids) > len(prompt.input_ids)
+    assert 'labels' in own and 'labels' not in prompt
 
 
 def test_demo_data_refuses_more_samples_than_the_split_has(synthetic_root):

@@ -104,7 +104,5 @@ def main(argv=None):
 
 if __name__ == '__main__':
     from geopixel.checkpoint import CheckpointError
-    try:
-        main()
-    except CheckpointError as err:  # bad input: the message says it all
-        raise SystemExit(f'error: {err}') from None
+    from geopixel.utils import BadRecordError, run_tool
+    run_tool(main, (CheckpointError, BadRecordError))

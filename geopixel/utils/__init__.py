@@ -1,5 +1,5 @@
 """Small, dependency-light helpers shared by datasets, models and tools."""
-from .errors import BadRecordError, unencodable_text
+from .errors import BadRecordError, run_tool, unencodable_text
 from .files import read_json
 from .masks import (
                     decode_rle,
@@ -13,5 +13,6 @@ from .setup_env import load_plugins, register_all_modules
 __all__ = [
     'BadRecordError', 'decode_rle', 'encode_rle',
     'polygons_to_mask', 'validate_polygon', 'resolve_data_path',
-    'load_plugins', 'register_all_modules', 'unencodable_text', 'read_json'
+    'load_plugins', 'register_all_modules', 'unencodable_text', 'read_json',
+    'run_tool'
 ]

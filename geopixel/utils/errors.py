@@ -38,3 +38,13 @@ def unencodable_text(text: str) -> Optional[str]:
                 f'{text[exc.start]!r} ({exc.reason}): not encodable as '
                 'UTF-8')
     return None
+
+
+def run_tool(main, errors=(BadRecordError, )) -> None:
+    """Run a command-line tool's ``main``; bad input (one of ``errors``)
+    ends it with its message and exit status 1, without a traceback: the
+    message already names the file, the record and the problem."""
+    try:
+        main()
+    except errors as err:
+        raise SystemExit(f'error: {err}') from None

@@ -62,7 +62,7 @@ def test_make_synthetic_and_browse_dataset(tmp_path):
     summary = json.load(open(browse / 'summary.json'))
     meta = json.load(open(data / 'meta.json'))
     assert summary['checked'] == meta['geopixeld']['train']
-    assert summary['image_tokens']['min'] == 841
+    assert summary['image_tokens']['min'] == 145  # hd 1, 224 px tiles
     assert summary['bad_records']['skipped_at_runtime'] == 0
     assert summary['overlays_written'] == 2
     assert len([f for f in os.listdir(browse) if f.endswith('.png')]) == 2

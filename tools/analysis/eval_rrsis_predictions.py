@@ -63,8 +63,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from geopixel.utils import BadRecordError
-    try:
-        main()
-    except BadRecordError as err:  # bad input: the message says it all
-        raise SystemExit(f'error: {err}') from None
+    from geopixel.utils import run_tool
+    run_tool(main)

@@ -11,19 +11,6 @@ with read_base():
     from .._base_.models.geopixel_tiny import *
     from .._base_.schedules.adamw_cosine_iter import *
 
-# the tilers cut tiles of the tiny vision encoder's size
-train_tiler.update(tile_size=tiny_tile)
-test_tiler.update(tile_size=tiny_tile)
-train_tiling.tiler = train_tiler
-test_tiling.tiler = test_tiler
-train_pipeline = [*loading, train_tiling, train_chat, *packing]
-test_pipeline = [*loading, test_tiling, generation_chat, *packing]
-teacher_forced_test_pipeline = [
-    *loading, test_tiling, teacher_forced_chat, *packing
-]
-train_dataloader.dataset.update(pipeline=train_pipeline)
-test_dataloader.dataset.update(pipeline=test_pipeline)
-
 train_dataloader.update(batch_size=2)
 optim_wrapper.optimizer.update(lr=1e-3)
 train_cfg.update(max_iters=500, val_interval=501)

@@ -11,22 +11,10 @@ with read_base():
     from .._base_.models.geopixel_tiny import *
     from .._base_.schedules.adamw_cosine_iter import *
 
-# the tilers cut tiles of the tiny vision encoder's size
-train_tiler.update(tile_size=tiny_tile)
-test_tiler.update(tile_size=tiny_tile)
-train_tiling.tiler = train_tiler
-test_tiling.tiler = test_tiler
-train_pipeline = [*loading, train_tiling, train_chat, *packing]
-test_pipeline = [*loading, test_tiling, generation_chat, *packing]
-teacher_forced_test_pipeline = [
-    *loading, test_tiling, teacher_forced_chat, *packing
-]
-train_dataloader.dataset.update(pipeline=train_pipeline)
 # Referring segmentation is scored teacher-forced (answer given, as LISA and
-# GeoPixel's RRSIS-D numbers are): model and pipeline say so together.
+# GeoPixel's RRSIS-D numbers are): the RRSIS-D data configs evaluate on the
+# teacher_forced_test_pipeline, and the model predicts that way.
 model.update(predict_mode='teacher_forced')
-val_dataloader.dataset.update(pipeline=teacher_forced_test_pipeline)
-test_dataloader.dataset.update(pipeline=teacher_forced_test_pipeline)
 val_evaluator = dict(type=RRSISMetric)
 test_evaluator = dict(type=RRSISMetric)
 

@@ -10,7 +10,6 @@ with read_base():
     from .._base_.datasets.rrsisd import *
     from .._base_.default_runtime import *
     from .._base_.models.geopixel_7b import *
-    from .._base_.models.tilers.adaptive_hd_1 import *
     from .._base_.schedules.zero2_bf16_iter import *
 
 geopixel_7b = 'checkpoints/GeoPixel-7B'
@@ -21,22 +20,8 @@ model.update(
     predict_mode='teacher_forced')
 model.grounding_encoder.update(checkpoint=None)
 model.mask_decoder.update(checkpoint=None)
-# hd 1 (the tilers of adaptive_hd_1), one tokenizer for model and data
-tokenizer = model.tokenizer
-train_tiling.tiler = train_tiler
-test_tiling.tiler = test_tiler
-train_chat.tokenizer = tokenizer
-generation_chat.tokenizer = tokenizer
-teacher_forced_chat.tokenizer = tokenizer
-train_pipeline = [*loading, train_tiling, train_chat, *packing]
-test_pipeline = [*loading, test_tiling, generation_chat, *packing]
-teacher_forced_test_pipeline = [
-    *loading, test_tiling, teacher_forced_chat, *packing
-]
-train_dataloader.dataset.update(pipeline=train_pipeline)
-# teacher-forced evaluation (predict_mode above): the answer is given
-val_dataloader.dataset.update(pipeline=teacher_forced_test_pipeline)
-test_dataloader.dataset.update(pipeline=teacher_forced_test_pipeline)
+# the data pipelines (rrsisd.py: hd 1, teacher-forced evaluation) read the
+# same GeoPixel-7B tokenizer folder as the model
 val_evaluator = dict(type=RRSISMetric)
 test_evaluator = dict(type=RRSISMetric)
 

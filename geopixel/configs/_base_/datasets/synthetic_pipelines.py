@@ -1,12 +1,14 @@
 # The grounding pipelines for the bundled synthetic data: its own
-# sentencepiece tokenizer and one tile per image (hd 1). Make the data with
-# `python tools/dataset_converters/make_synthetic.py --out data/synthetic`.
+# sentencepiece tokenizer and one tile per image (hd 1) of the tiny model's
+# size (the synthetic data is what the tiny CPU configs train on). Make the
+# data with `python tools/dataset_converters/make_synthetic.py --out
+# data/synthetic`.
 from mmengine.config import read_base
 
 with read_base():
-    # order matters: the hd-1 tilers override the hd-9 ones of the base
+    # order matters: the tiny hd-1 tilers override the hd-9 ones of the base
     from .grounding_pipelines import *  # noqa: F401,F403
-    from ..models.tilers.adaptive_hd_1 import *  # noqa: F401,F403
+    from ..models.tilers.tiny_hd_1 import *  # noqa: F401,F403
 
 synthetic_root = 'data/synthetic'
 tokenizer.update(path=synthetic_root + '/tokenizer')

@@ -12,6 +12,8 @@ test_dataloader.update(num_workers=2)
 train_dataloader.dataset.update(
     data_root=synthetic_root + '/rrsisd', pipeline=train_pipeline)
 val_dataloader.dataset.update(
-    data_root=synthetic_root + '/rrsisd', pipeline=test_pipeline)
+    data_root=synthetic_root + '/rrsisd',
+    pipeline=teacher_forced_test_pipeline)
 test_dataloader.dataset.update(
-    data_root=synthetic_root + '/rrsisd', pipeline=test_pipeline)
+    data_root=synthetic_root + '/rrsisd',
+    pipeline=teacher_forced_test_pipeline)

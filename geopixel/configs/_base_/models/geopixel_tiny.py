@@ -4,9 +4,12 @@
 # sequence shrinks from 841 to 145 image tokens at hd 1), InternLM2 (2
 # layers, width 128, GQA 4/2) with partial LoRA and LoRA, SAM2 Hiera-T
 # (width 16) at 256 px, SAM2 mask decoder. The tilers of the data pipeline
-# must use the same tile size: see `tiny_tile` in the tiny configs.
+# must cut tiles of the same size: `tiny_tile` comes from the tiler
+# fragment the synthetic pipelines use.
 # With random weights there is nothing to preserve in the grounding encoder,
 # so it trains here (the paper freezes a pretrained one).
+from mmengine.config import read_base
+
 from geopixel.models.architectures import GeoPixel
 from geopixel.models.decoders import SAM2MaskDecoder
 from geopixel.models.grounding_encoders import SAM2GroundingEncoder
@@ -14,7 +17,9 @@ from geopixel.models.llms import PartialLoRAAdapter
 from geopixel.models.vision_encoders import CLIPVisionEncoder
 from geopixel.tokenizers import InternLM2Tokenizer
 
-tiny_tile = 224
+with read_base():
+    from .tilers.tiny_hd_1 import tiny_tile  # noqa: F401
+
 model = dict(
     type=GeoPixel,
     tokenizer=dict(
