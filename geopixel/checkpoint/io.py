@@ -13,13 +13,14 @@ it anyway if the user trusts it (``trusted=True``; ``--trust-checkpoint`` in
 the tools). Unreadable (truncated, corrupt) files and non-finite weights are
 errors that name the file, never a raw zip-reader message or a silent NaN.
 """
-import json
 import os.path as osp
 import pickle
 import zipfile
 from typing import Dict, List, Mapping, Optional
 
 import torch
+
+from geopixel.utils.files import read_json
 
 FOLDER_FILES = ('model.safetensors.index.json', 'model.safetensors',
                 'pytorch_model.bin.index.json', 'pytorch_model.bin')
@@ -276,8 +277,7 @@ def read_state_dict(path: str, keep: Optional[callable] = None
         if not name.endswith('.index.json'):
             return read_state_dict(file, keep)
         try:
-            with open(file) as f:
-                index = json.load(f)['weight_map']
+            index = read_json(file, 'shard index')['weight_map']
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f'unreadable shard index ({exc})',
                                   file) from None

@@ -26,6 +26,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 from geopixel.registry import TOKENIZERS
 from geopixel.structures.vocabulary import GEOPIXEL_TOKENS
 from geopixel.utils.errors import unencodable_text
+from geopixel.utils.files import read_json
 
 END_OF_TURN = '[UNUSED_TOKEN_145]'
 START_OF_TURN = '[UNUSED_TOKEN_146]'
@@ -101,16 +102,14 @@ class InternLM2Tokenizer:
                 'or written by tools/dataset_converters/make_synthetic.py).')
         vocab_file = osp.join(path, cls.vocab_file_name)
 
-        def read_json(name):
+        def read_optional(name):
             file = osp.join(path, name)
-            if not osp.isfile(file):
-                return {}
-            with open(file, encoding='utf-8') as f:
-                return json.load(f)
+            return (read_json(file, 'tokenizer file')
+                    if osp.isfile(file) else {})
 
-        config = read_json('tokenizer_config.json')
-        special = read_json('special_tokens_map.json')
-        added = read_json('added_tokens.json')
+        config = read_optional('tokenizer_config.json')
+        special = read_optional('special_tokens_map.json')
+        added = read_optional('added_tokens.json')
 
         def token_str(value, default):
             if isinstance(value, dict):  # serialised AddedToken

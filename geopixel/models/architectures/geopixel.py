@@ -43,7 +43,8 @@ class GeoPixel(BaseModel):
     """Pixel-grounded multimodal LLM for remote sensing.
 
     Args:
-        tokenizer: tokenizer config (``InternLM2Tokenizer.from_pretrained``).
+        tokenizer: tokenizer config (``dict(type=InternLM2Tokenizer,
+            path=...)``, built by ``TOKENIZERS``) or a tokenizer.
         vision_encoder / llm / grounding_encoder / mask_decoder: component
             configs (registries VISION_ENCODERS, LLM_ADAPTERS,
             GROUNDING_ENCODERS, MASK_DECODERS) or built modules.

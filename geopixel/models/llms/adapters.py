@@ -11,13 +11,13 @@ rows of the added tokens; partial LoRA (IXC-2.5: rank 256, alpha 256,
 dropout 0.05 on the same projections) and norms frozen.
 """
 import dataclasses
-import json
 import os.path as osp
 from typing import Dict, Optional
 
 import torch
 
 from geopixel.registry import LLM_ADAPTERS
+from geopixel.utils.files import read_json
 from .base import BaseLLMAdapter
 from .internlm2 import InternLM2Config, InternLM2ForCausalLM
 
@@ -43,8 +43,7 @@ def read_internlm2_config(path: str) -> InternLM2Config:
             f'{cfg_file} not found: `checkpoint` must be a local IXC-2.5 or '
             'InternLM2 folder (config.json + weights), e.g. a download of '
             'internlm/internlm-xcomposer2d5-7b')
-    with open(cfg_file) as f:
-        return InternLM2Config.from_dict(json.load(f))
+    return InternLM2Config.from_dict(read_json(cfg_file, 'model config'))
 
 
 class InternLM2Adapter(BaseLLMAdapter):
