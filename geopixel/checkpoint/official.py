@@ -139,10 +139,9 @@ def load_official_checkpoint(model: torch.nn.Module,
     """
     from .io import CheckpointError, describe_fit, read_state_dict
     state = read_state_dict(path)
-    model_keys = model.state_dict().keys()
-    converted, dropped, unknown = convert_official_state_dict(
-        state, model_keys)
     ref = model.state_dict()
+    converted, dropped, unknown = convert_official_state_dict(
+        state, ref.keys())
     for key, value in list(converted.items()):
         if (grow_vocab and key in ref and value.dim() == 2
                 and key.endswith(('tok_embeddings.weight', 'output.weight'))

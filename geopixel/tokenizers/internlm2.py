@@ -28,9 +28,6 @@ from geopixel.structures.vocabulary import GEOPIXEL_TOKENS
 from geopixel.utils.errors import unencodable_text
 from geopixel.utils.files import read_json
 
-END_OF_TURN = '[UNUSED_TOKEN_145]'
-START_OF_TURN = '[UNUSED_TOKEN_146]'
-
 
 @TOKENIZERS.register_module()
 class InternLM2Tokenizer:
