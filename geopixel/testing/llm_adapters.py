@@ -65,18 +65,28 @@ class TinyLlamaAdapter(BaseLLMAdapter):
         return self.llm.lm_head
 
     def lm_forward(self, inputs_embeds, attention_mask, past_key_values,
-                   use_cache) -> dict:
+                   use_cache, position_ids=None) -> dict:
+        from transformers.cache_utils import DynamicCache
         cache = _cache_argument()
+        if past_key_values is not None:  # our (key, value) list -> HF's
+            past_key_values = DynamicCache(ddp_cache_data=past_key_values)
+        if attention_mask is not None:
+            attention_mask = attention_mask.long()
         out = self.llm.model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
+            position_ids=position_ids,
             use_cache=use_cache,
             **{cache: past_key_values})
         hidden = out.last_hidden_state
+        presents = None
+        if use_cache:
+            presents = [(layer.keys, layer.values)
+                        for layer in getattr(out, cache).layers]
         return dict(
             logits=self.llm.lm_head(hidden),
             hidden_states=hidden,
-            past_key_values=getattr(out, cache) if use_cache else None)
+            past_key_values=presents)
 
 
 __all__ = ['TinyLlamaAdapter', 'TINY_LLAMA', 'LLAMA_TARGETS']

@@ -141,17 +141,17 @@ def test_kv_cache_matches_full_forward(kind):
     im = image_mask(7, 1, 5)
     forced = [5, 9, 11, 3]
     gen = adapter.generate(prompt, im, eos_token_ids=[2], forced_ids=forced)
-    assert gen['ids'].tolist() == forced
+    assert gen['ids'][0].tolist() == forced
     full = torch.cat([prompt, adapter.embed_tokens(torch.tensor([forced]))],
                      dim=1)
     full_im = torch.cat([im, torch.zeros(1, 4, dtype=torch.bool)], dim=1)
     with torch.no_grad():
         ref = adapter(full, im_mask=full_im)
     # the hidden state of each generated token at its own position
-    torch.testing.assert_close(gen['hidden_states'],
+    torch.testing.assert_close(gen['hidden_states'][0],
                                ref['hidden_states'][0, 7:], rtol=1e-4,
                                atol=1e-5)
-    torch.testing.assert_close(gen['prefill_last_logits'],
+    torch.testing.assert_close(gen['prefill_last_logits'][0],
                                ref['logits'][0, 6], rtol=1e-4, atol=1e-5)
 
 
@@ -167,8 +167,8 @@ def test_greedy_generation_stops_at_eos(kind):
         head.bias[2] = 1.0  # always prefer EOS
     gen = adapter.generate(torch.randn(1, 4, adapter.hidden_size), None,
                            eos_token_ids=[2], max_new_tokens=10)
-    assert gen['ids'].tolist() == [2]
-    assert gen['hidden_states'].shape == (0, adapter.hidden_size)
+    assert gen['ids'][0].tolist() == [2]
+    assert gen['hidden_states'][0].shape == (0, adapter.hidden_size)
 
 
 @pytest.mark.parametrize('kind', ADAPTERS)

@@ -1,4 +1,5 @@
 """Composite models (MODELS registry)."""
 from .geopixel import GeoPixel
+from .image_context import ImageContext, Response
 
-__all__ = ['GeoPixel']
+__all__ = ['GeoPixel', 'ImageContext', 'Response']

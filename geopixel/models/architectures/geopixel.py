@@ -12,7 +12,8 @@ template, answer) with the image's visual tokens inserted at
 inference order). Batches are right-padded. The k-th ``[SEG]`` token's
 final hidden state (at its own position) prompts the k-th mask.
 """
-from typing import Dict, List, Optional, Sequence
+import time
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.model import BaseModel
@@ -23,9 +24,8 @@ from geopixel.registry import (GROUNDING_ENCODERS, LLM_ADAPTERS,
                                VISION_ENCODERS)
 from geopixel.structures import IGNORE_INDEX, SEG_TOKEN, glamm_phrases
 from ..data_preprocessors import GeoPixelDataPreprocessor
-
-IMAGE_TOKEN = -1
-PAD_TOKEN = -2
+from ..llms.generation import pad_caches, select_cache
+from .image_context import IMAGE_TOKEN, PAD_TOKEN, ImageContext, Response
 PREDICT_MODES = ('generate', 'teacher_forced')
 
 
@@ -287,61 +287,205 @@ class GeoPixel(BaseModel):
 
     @torch.no_grad()
     def predict(self, inputs: dict, data_samples):
-        visual = self.encode_images(inputs, data_samples)
-        features = self.grounding_features(inputs['images'])
-        sizes = self.grounding_encoder.original_sizes(inputs['images'])
-        for i, ds in enumerate(data_samples):
-            feats_i = dict(
-                image_embed=features['image_embed'][i:i + 1],
-                high_res=[h[i:i + 1] for h in features['high_res']])
-            if self.predict_mode == 'teacher_forced':
-                self._predict_teacher_forced(ds, visual[i], feats_i, sizes[i])
+        teacher_forced = self.predict_mode == 'teacher_forced'
+        for ds in data_samples:
+            self._check_predict_sample(ds, teacher_forced)
+        contexts = self.image_contexts(inputs, data_samples)
+        responses = self.respond(
+            contexts, [ds.input_ids for ds in data_samples],
+            [int(ds.metainfo.get('image_token_index', 0))
+             for ds in data_samples],
+            teacher_forced=teacher_forced)
+        for ds, response in zip(data_samples, responses):
+            ds.pred_masks = response.masks
+            if teacher_forced:
+                ds.pred_text = ds.metainfo.get('conversation_text', '')
+                ds.pred_phrases = glamm_phrases(ds.pred_text)
             else:
-                self._predict_generate(ds, visual[i], feats_i, sizes[i])
+                ds.pred_ids = response.ids
+                ds.pred_text = response.text
+                ds.pred_phrases = response.phrases
         return data_samples
 
-    def _predict_generate(self, ds, visual, features, size) -> None:
-        if 'labels' in ds:
+    def _check_predict_sample(self, ds, teacher_forced: bool) -> None:
+        where = ds.metainfo.get('img_path', 'a sample')
+        if not teacher_forced and 'labels' in ds:
             raise ValueError(
-                f'{ds.metainfo.get("img_path", "a sample")}: generation '
-                'needs the question only, but this sample holds the whole '
-                'conversation (a training-format pipeline). Use the dataset '
-                'config\'s test_pipeline with predict_mode=\'generate\', or '
-                'teacher_forced_test_pipeline with '
-                'predict_mode=\'teacher_forced\'.')
-        batch = self.fuse([ds], [visual], False)
+                f'{where}: generation needs the question only, but this '
+                'sample holds the whole conversation (a training-format '
+                'pipeline). Use the dataset config\'s test_pipeline with '
+                'predict_mode=\'generate\', or teacher_forced_test_pipeline '
+                'with predict_mode=\'teacher_forced\'.')
+        if teacher_forced and not bool(
+                (ds.input_ids == self.seg_token_id).any()):
+            raise ValueError(
+                f'{where}: teacher-forced prediction needs the answer with '
+                'its [SEG] in the input, but this sample holds no [SEG] (a '
+                'generation prompt?). Use the dataset config\'s '
+                'teacher_forced_test_pipeline with predict_mode='
+                '\'teacher_forced\', or test_pipeline with predict_mode='
+                '\'generate\'.')
+
+    # -- inference: encode an image once, answer many times ---------------
+    @torch.no_grad()
+    def image_contexts(self, inputs: dict,
+                       data_samples) -> List[ImageContext]:
+        """Encode each image once: visual tokens and grounding features
+        (``inputs`` as the data preprocessor returns them). Timings are
+        the batch's seconds shared evenly among its images."""
+        n = len(data_samples)
+        start = time.perf_counter()
+        visual = self.encode_images(inputs, data_samples)
+        vision = (time.perf_counter() - start) / n
+        start = time.perf_counter()
+        features = self.grounding_features(inputs['images'])
+        grounding = (time.perf_counter() - start) / n
+        sizes = self.grounding_encoder.original_sizes(inputs['images'])
+        return [
+            ImageContext(
+                visual=visual[i],
+                features=dict(
+                    image_embed=features['image_embed'][i:i + 1],
+                    high_res=[h[i:i + 1] for h in features['high_res']]),
+                size=tuple(sizes[i]),
+                timings=dict(vision=vision, grounding=grounding))
+            for i in range(n)
+        ]
+
+    @torch.no_grad()
+    def respond(self,
+                contexts: Sequence[ImageContext],
+                input_ids: Sequence[torch.Tensor],
+                image_token_index: Union[int, Sequence[int]],
+                teacher_forced: bool = False,
+                generation_cfg: Optional[dict] = None) -> List[Response]:
+        """Answer one text per image context, as one padded batch.
+
+        ``input_ids`` are the chat step's ids (BOS + template text) with
+        the image inserted at ``image_token_index``. Generating: they end
+        with the assistant prefix and the answer is decoded; the masks
+        belong to the generated ``[SEG]``. Teacher forced: they hold the
+        answer too, and every ``[SEG]`` in them gets a mask. Each context
+        reuses the cached prefix its last sequence shares with this one,
+        and afterwards caches this sequence (plus the generated tokens).
+        """
+        n = len(contexts)
+        if len(input_ids) != n:
+            raise ValueError(f'{len(input_ids)} texts for {n} images')
+        if isinstance(image_token_index, int):
+            image_token_index = [image_token_index] * n
+        cfg = dict(self.generation_cfg, **(generation_cfg or {}))
+        if teacher_forced:
+            cfg = dict(forced_ids=[[] for _ in range(n)])
+        seqs, reuse, parts = [], [], []
+        for ctx, ids, pos in zip(contexts, input_ids, image_token_index):
+            seq, embeds, im_mask = self._sequence(ctx, ids, int(pos))
+            limit = len(seq) - 1  # the last token is run for its logits
+            if teacher_forced:  # every [SEG] state must be computed
+                limit = min(limit, seq.index(self.seg_token_id)
+                            if self.seg_token_id in seq else limit)
+            keep = ctx.reusable(seq, limit)
+            seqs.append(seq)
+            reuse.append(keep)
+            parts.append((embeds[keep:], im_mask[keep:]))
+        batch = self._pad_batch(contexts, reuse, parts)
         gen = self.llm.generate(
             batch['inputs_embeds'],
             batch['im_mask'],
             eos_token_ids=self.eos_token_ids,
-            **self.generation_cfg)
-        ids, hidden = gen['ids'], gen['hidden_states']
-        seg_at = (ids[:hidden.shape[0]] == self.seg_token_id)
-        prompts = self.seg_projector(hidden[seg_at])
-        masks = self.mask_decoder(features, [prompts], [size])[0]
-        text = self.tokenizer.decode(ids.tolist(), skip_special_tokens=True)
-        text = text.replace(self.end_of_turn_token, '').strip()
-        ds.pred_ids = ids
-        ds.pred_text = text
-        ds.pred_phrases = glamm_phrases(text)
-        ds.pred_masks = masks
+            attention_mask=batch['attention_mask'],
+            position_ids=batch['position_ids'],
+            past_key_values=batch['past_key_values'],
+            pad_token_id=self.pad_token_id,
+            **cfg)
+        start = time.perf_counter()
+        prompts = []
+        for i, seq in enumerate(seqs):
+            if teacher_forced:
+                new = torch.tensor(seq[reuse[i]:])
+                hidden = gen['prefill_hidden_states'][i, -len(new):]
+                prompts.append(
+                    self.seg_projector(hidden[new == self.seg_token_id]))
+            else:
+                ids, hidden = gen['ids'][i], gen['hidden_states'][i]
+                seg_at = ids[:hidden.shape[0]] == self.seg_token_id
+                prompts.append(self.seg_projector(hidden[seg_at]))
+        features = dict(
+            image_embed=torch.cat(
+                [c.features['image_embed'] for c in contexts]),
+            high_res=[
+                torch.cat(level) for level in zip(
+                    *[c.features['high_res'] for c in contexts])
+            ])
+        masks = self.mask_decoder(features, prompts,
+                                  [c.size for c in contexts])
+        timings = dict(
+            prefill=gen['prefill_seconds'] / n,
+            decode=gen['decode_seconds'] / n,
+            masks=(time.perf_counter() - start) / n)
+        responses = []
+        for i, ctx in enumerate(contexts):
+            fed = gen['hidden_states'][i].shape[0]
+            ctx.cached_ids = seqs[i] + gen['ids'][i][:fed].tolist()
+            ctx.cache = select_cache(gen['past_key_values'], i,
+                                     gen['attention_mask'][i])
+            if teacher_forced:
+                text = self.tokenizer.decode(
+                    input_ids[i].tolist(), skip_special_tokens=True)
+            else:
+                text = self.tokenizer.decode(
+                    gen['ids'][i].tolist(), skip_special_tokens=True)
+                text = text.replace(self.end_of_turn_token, '').strip()
+            responses.append(
+                Response(
+                    ids=gen['ids'][i],
+                    text=text,
+                    phrases=glamm_phrases(text),
+                    masks=masks[i],
+                    timings=dict(timings),
+                    reused_tokens=reuse[i]))
+        return responses
 
-    def _predict_teacher_forced(self, ds, visual, features, size) -> None:
-        if not bool((ds.input_ids == self.seg_token_id).any()):
-            raise ValueError(
-                f'{ds.metainfo.get("img_path", "a sample")}: teacher-forced '
-                'prediction needs the answer with its [SEG] in the input, '
-                'but this sample holds no [SEG] (a generation prompt?). '
-                'Use the dataset config\'s teacher_forced_test_pipeline with '
-                'predict_mode=\'teacher_forced\', or test_pipeline with '
-                'predict_mode=\'generate\'.')
-        batch = self.fuse([ds], [visual], False)
-        out = self.llm(batch['inputs_embeds'], batch['attention_mask'],
-                       batch['im_mask'])
-        prompts = self.seg_prompts(out['hidden_states'], batch['token_ids'])
-        ds.pred_masks = self.mask_decoder(features, prompts, [size])[0]
-        ds.pred_text = ds.metainfo.get('conversation_text', '')
-        ds.pred_phrases = glamm_phrases(ds.pred_text)
+    def _sequence(self, ctx: ImageContext, ids: torch.Tensor, pos: int):
+        """Sequence ids (``IMAGE_TOKEN`` at image positions), embeddings
+        and image mask of one text with the image at ``pos``."""
+        ids = ids.to(ctx.visual.device)
+        text = self.llm.embed_tokens(ids)
+        n = ctx.visual.shape[0]
+        seq = ids[:pos].tolist() + [IMAGE_TOKEN] * n + ids[pos:].tolist()
+        embeds = torch.cat([text[:pos], ctx.visual.to(text.dtype), text[pos:]])
+        im_mask = torch.zeros(len(seq), dtype=torch.bool, device=ids.device)
+        im_mask[pos:pos + n] = True
+        return seq, embeds, im_mask
+
+    def _pad_batch(self, contexts, reuse: List[int], parts) -> dict:
+        """Left-pad the reused caches and the new tokens into one batch;
+        every sample keeps its own positions."""
+        past_len, length = max(reuse), max(e.shape[0] for e, _ in parts)
+        embeds0 = parts[0][0]
+        device, dtype = embeds0.device, embeds0.dtype
+        pad = self.llm.embed_tokens(
+            torch.tensor([self.pad_token_id], device=device))[0]
+        n = len(parts)
+        inputs_embeds = pad.to(dtype).expand(n, length, -1).clone()
+        im_mask = torch.zeros(n, length, dtype=torch.bool, device=device)
+        position_ids = torch.zeros(n, length, dtype=torch.long, device=device)
+        attention_mask = torch.zeros(
+            n, past_len + length, dtype=torch.bool, device=device)
+        for i, (embeds, mask) in enumerate(parts):
+            m = embeds.shape[0]
+            inputs_embeds[i, length - m:] = embeds
+            im_mask[i, length - m:] = mask
+            position_ids[i, length - m:] = torch.arange(
+                reuse[i], reuse[i] + m, device=device)
+            attention_mask[i, past_len - reuse[i]:past_len] = True
+            attention_mask[i, past_len + length - m:] = True
+        return dict(
+            inputs_embeds=inputs_embeds,
+            im_mask=im_mask,
+            position_ids=position_ids,
+            attention_mask=attention_mask,
+            past_key_values=pad_caches([c.cache for c in contexts], reuse))
 
     # -- checkpoints ------------------------------------------------------
     def trainable_state_dict(self) -> Dict[str, torch.Tensor]:

@@ -76,9 +76,9 @@ class InternLM2Adapter(BaseLLMAdapter):
         return self.llm.output
 
     def lm_forward(self, inputs_embeds, attention_mask, past_key_values,
-                   use_cache) -> dict:
+                   use_cache, position_ids=None) -> dict:
         return self.llm(inputs_embeds, attention_mask, past_key_values,
-                        use_cache)
+                        use_cache, position_ids)
 
     def enable_gradient_checkpointing(self) -> None:
         self.llm.model.gradient_checkpointing = True

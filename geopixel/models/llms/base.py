@@ -126,11 +126,18 @@ class BaseLLMAdapter(nn.Module, metaclass=ABCMeta):
         """The output (LM head) layer of ``self.llm``."""
 
     @abstractmethod
-    def lm_forward(self, inputs_embeds: torch.Tensor,
+    def lm_forward(self,
+                   inputs_embeds: torch.Tensor,
                    attention_mask: Optional[torch.Tensor],
-                   past_key_values, use_cache: bool) -> dict:
+                   past_key_values,
+                   use_cache: bool,
+                   position_ids: Optional[torch.Tensor] = None) -> dict:
         """One pass of ``self.llm``: ``logits``, ``hidden_states`` (after
-        the final norm) and ``past_key_values`` (None without cache)."""
+        the final norm) and ``past_key_values`` (None without cache). The
+        cache goes in and out as a list of ``(key, value)`` per layer,
+        ``[B, kv_heads, T, head_dim]``; ``attention_mask`` [B, T + L]
+        covers cache and new tokens; ``position_ids`` [B, L] (None: the
+        new tokens follow the cache)."""
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute activations in backward (Hugging Face models; an LM
@@ -233,13 +240,14 @@ class BaseLLMAdapter(nn.Module, metaclass=ABCMeta):
                 im_mask: Optional[torch.Tensor] = None,
                 labels: Optional[torch.Tensor] = None,
                 past_key_values=None,
-                use_cache: bool = False) -> dict:
+                use_cache: bool = False,
+                position_ids: Optional[torch.Tensor] = None) -> dict:
         """One pass over fused image + text embeddings; ``im_mask`` marks
         the image tokens (partial LoRA applies there only)."""
         for layer in self._plora_layers:
             layer.im_mask = im_mask
         out = self.lm_forward(inputs_embeds, attention_mask, past_key_values,
-                              use_cache)
+                              use_cache, position_ids)
         if labels is not None:
             logits = out['logits'][:, :-1].float()
             target = labels[:, 1:]
@@ -250,7 +258,7 @@ class BaseLLMAdapter(nn.Module, metaclass=ABCMeta):
 
     def generate(self, inputs_embeds, im_mask, eos_token_ids,
                  **kwargs) -> dict:
-        """Decode one sequence with a KV cache (see ``generation.py``)."""
+        """Decode a (padded) batch with a KV cache (``generation.py``)."""
         return generate(self.forward, self.embed_tokens, inputs_embeds,
                         im_mask, eos_token_ids, **kwargs)
 

@@ -105,9 +105,14 @@ class RotaryEmbedding(nn.Module):
         steps = torch.arange(0, self.dim, 2, device=device).float()
         return 1.0 / (base**(steps / self.dim))
 
-    def forward(self, positions: torch.Tensor, seq_len: int, dtype):
-        inv_freq = self.inv_freq(seq_len, positions.device)
-        freqs = positions.float()[..., None] * inv_freq
+    def forward(self, positions: torch.Tensor, dtype):
+        """cos/sin for ``positions`` [B, q]. Each sample's NTK base follows
+        its own length (its last position + 1), so a sample padded into a
+        batch gets the rotation it gets alone."""
+        lengths = (positions.amax(1) + 1).tolist()
+        inv_freq = torch.stack(
+            [self.inv_freq(int(n), positions.device) for n in lengths])
+        freqs = positions.float()[..., None] * inv_freq[:, None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos().to(dtype), emb.sin().to(dtype)
 
@@ -217,13 +222,15 @@ class InternLM2Model(nn.Module):
                 inputs_embeds: torch.Tensor,
                 attention_mask: Optional[torch.Tensor] = None,
                 past_key_values: Optional[KVCache] = None,
-                use_cache: bool = False):
+                use_cache: bool = False,
+                position_ids: Optional[torch.Tensor] = None):
         b, q_len, _ = inputs_embeds.shape
         past_len = 0 if not past_key_values else past_key_values[0][0].shape[2]
         device = inputs_embeds.device
-        positions = torch.arange(past_len, past_len + q_len, device=device)
-        cos, sin = self.rotary(positions[None].expand(b, -1), past_len + q_len,
-                               inputs_embeds.dtype)
+        if position_ids is None:
+            position_ids = torch.arange(
+                past_len, past_len + q_len, device=device)[None].expand(b, -1)
+        cos, sin = self.rotary(position_ids, inputs_embeds.dtype)
         mask = build_attention_mask(attention_mask, q_len, past_len, b,
                                     device)
         hidden = inputs_embeds
@@ -264,9 +271,11 @@ class InternLM2ForCausalLM(nn.Module):
                 inputs_embeds: torch.Tensor,
                 attention_mask: Optional[torch.Tensor] = None,
                 past_key_values: Optional[KVCache] = None,
-                use_cache: bool = False):
+                use_cache: bool = False,
+                position_ids: Optional[torch.Tensor] = None):
         hidden, presents = self.model(inputs_embeds, attention_mask,
-                                      past_key_values, use_cache)
+                                      past_key_values, use_cache,
+                                      position_ids)
         return dict(
             logits=self.output(hidden),
             hidden_states=hidden,
