@@ -19,7 +19,7 @@ from mmengine.infer import BaseInferencer
 from torch import nn
 
 from geopixel.datasets.chat import (GCG_INFERENCE_QUESTION, RRSIS_ANSWER,
-                                    RRSIS_QUESTION)
+                                    RRSIS_QUESTION, check_text)
 from geopixel.registry import INFERENCERS, MODELS, TRANSFORMS
 from geopixel.utils import BadRecordError
 
@@ -168,6 +168,7 @@ class GeoPixelInferencer(BaseInferencer):
                 f'task {task} needs a prompt: ' +
                 ('the expression of the object to segment'
                  if task == 'refer' else 'the question'))
+        check_text(prompt, 'the prompt')
         if task == 'refer':
             return RRSIS_QUESTION.format(ref_exp=prompt.strip())
         return prompt
@@ -190,7 +191,7 @@ class GeoPixelInferencer(BaseInferencer):
     def encode(self, num_image_tokens: int, question: str, mode: str,
                where: str, turns: Sequence = ()) -> Dict:
         """Token ids of one question (the chat step's, as the dataset's
-        pipeline makes them) and the image's place among them.
+        pipeline makes them), the image's place among them and the text.
 
         ``turns`` (earlier ``(role, text)`` chat turns) make the prompt the
         whole conversation (``ChatTemplate.prompt_after``). A prompt longer
@@ -218,16 +219,16 @@ class GeoPixelInferencer(BaseInferencer):
                         f'sequence of {total} tokens ({num_image_tokens} '
                         f'image + {len(ids)} text) exceeds max_length='
                         f'{chat.max_length}')
-                results.update(input_ids=ids, image_token_index=int(
-                    chat.bos_before_image))
+                results.update(input_ids=ids, conversation_text=text,
+                               image_token_index=int(chat.bos_before_image))
             else:
                 results = chat(results)
         except BadRecordError as err:
-            raise BadRecordError(
-                f'the prompt does not fit the model: {err.problem}',
-                where) from None
+            raise BadRecordError(f'the prompt: {err.problem}',
+                                 where) from None
         return dict(ids=torch.as_tensor(results['input_ids']),
-                    image_token_index=int(results['image_token_index']))
+                    image_token_index=int(results['image_token_index']),
+                    text=results['conversation_text'])
 
     # -- images -----------------------------------------------------------
     def load(self, image, name: str, hd_num: Optional[int] = None) -> Dict:
@@ -357,16 +358,16 @@ class GeoPixelInferencer(BaseInferencer):
                 [e['image_token_index'] for _, _, _, e in ready],
                 teacher_forced=mode == 'teacher_forced',
                 generation_cfg=generation_cfg)
-            for (i, item, ctx, _), response in zip(ready, responses):
+            for (i, item, ctx, encoded), response in zip(ready, responses):
                 answers[i, j] = self._result(item, ctx, response, task,
                                              question, prompt, mode,
-                                             i not in timed)
+                                             encoded['text'], i not in timed)
                 timed.add(i)
         return [answers[i, j] for i in range(len(chunk))
                 for j in range(len(questions))]
 
     def _result(self, item, ctx, response, task, question, prompt, mode,
-                first_question) -> InferenceResult:
+                text, first_question) -> InferenceResult:
         timings = dict(response.timings)
         if first_question:
             timings.update(item['timings'])
@@ -374,7 +375,7 @@ class GeoPixelInferencer(BaseInferencer):
         forced = mode == 'teacher_forced'
         return InferenceResult.build(
             name=item['name'], image_path=item['image_path'],
-            image=item['rgb'], task=task, question=question,
+            image=item['rgb'], task=task, question=question, prompt=text,
             answer=RRSIS_ANSWER if forced else response.text,
             answer_mode=mode, phrases=response.phrases,
             mask_logits=response.masks, ids=response.ids.tolist(),
@@ -459,4 +460,4 @@ class InferenceSession:
         first = not self._image_timings_reported
         self._image_timings_reported = True
         return inf._result(self.item, self.context, response, task, question,
-                           prompt, mode, first)
+                           prompt, mode, encoded['text'], first)

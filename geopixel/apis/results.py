@@ -75,6 +75,8 @@ class InferenceResult:
         size: ``(h, w)`` of the image (masks have this size).
         task: ``'gcg'``, ``'refer'``, ``'ask'`` or ``'chat'``.
         question: the user turn (the filled prompt).
+        prompt: the text the model read, in the chat template (for a chat
+            turn, the whole conversation so far).
         answer: the generated answer (end-of-turn removed), or the given
             answer in teacher-forced mode.
         answer_mode: ``'generate'`` or ``'teacher_forced'``.
@@ -95,6 +97,7 @@ class InferenceResult:
     size: Tuple[int, int] = (0, 0)
     task: str = ''
     question: str = ''
+    prompt: str = ''
     answer: str = ''
     answer_mode: str = 'generate'
     phrases: List[str] = field(default_factory=list)
@@ -108,7 +111,8 @@ class InferenceResult:
 
     @classmethod
     def build(cls, name: str, image_path: Optional[str], image: np.ndarray,
-              task: str, question: str, answer: str, answer_mode: str,
+              task: str, question: str, prompt: str, answer: str,
+              answer_mode: str,
               phrases: Sequence[str], mask_logits, ids: Sequence[int],
               timings: Dict[str, float],
               default_phrase: Optional[str] = None) -> 'InferenceResult':
@@ -125,7 +129,7 @@ class InferenceResult:
                 k, phrase or default_phrase or f'mask {k}', mask))
         return cls(
             name=name, image_path=image_path, size=tuple(image.shape[:2]),
-            task=task, question=question, answer=answer,
+            task=task, question=question, prompt=prompt, answer=answer,
             answer_mode=answer_mode, phrases=list(phrases), masks=masks,
             objects=objects,
             timings={k: float(timings.get(k, 0.0)) for k in TIMING_KEYS},
@@ -144,8 +148,8 @@ class InferenceResult:
         return dict(
             name=self.name, image=self.image_path, height=self.size[0],
             width=self.size[1], task=self.task, question=self.question,
-            answer=self.answer, answer_mode=self.answer_mode,
-            phrases=self.phrases, ids=self.ids,
+            prompt=self.prompt, answer=self.answer,
+            answer_mode=self.answer_mode, phrases=self.phrases, ids=self.ids,
             masks=[o.to_json() for o in self.objects],
             timings=self.timings)
 

@@ -1,0 +1,187 @@
+"""tools/infer.py on the tiny model: inputs, output files, chat, failures.
+
+Most tests call the tool's ``main`` in-process (a working directory holding
+``data/synthetic``, as the shipped configs expect); the chat over piped
+stdin and the exit status of a partly failed run go through a real
+subprocess.
+"""
+import glob
+import importlib.util
+import json
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from geopixel.testing import get_config, tiny_model
+from geopixel.utils import BadRecordError, decode_rle
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOL = osp.join(REPO, 'tools', 'infer.py')
+GCG_CONFIG = osp.join(REPO, 'geopixel/configs/geopixel/gcg_tiny.py')
+RRSIS_CONFIG = osp.join(REPO, 'geopixel/configs/geopixel/rrsis_tiny.py')
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location('infer_tool', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def tool():
+    return load_tool()
+
+
+@pytest.fixture(scope='module')
+def workspace(synthetic_root, tmp_path_factory):
+    """``data/synthetic``, a checkpoint of the tiny model per config and a
+    folder of images."""
+    root = tmp_path_factory.mktemp('infer')
+    (root / 'data').mkdir()
+    os.symlink(synthetic_root, root / 'data' / 'synthetic')
+    for name, config in (('gcg', GCG_CONFIG), ('rrsis', RRSIS_CONFIG)):
+        model = tiny_model(get_config(config, synthetic_root))
+        torch.save(model.state_dict(), root / f'{name}.pth')
+    images = root / 'images'
+    images.mkdir()
+    for path in sorted(glob.glob(osp.join(
+            synthetic_root, 'geopixeld/GeoPixelD/test/*.png'))):
+        shutil.copy(path, images)
+    return root
+
+
+def images_of(workspace):
+    return sorted(glob.glob(str(workspace / 'images' / '*.png')))
+
+
+@pytest.fixture
+def run_in(workspace, monkeypatch, tool):
+    monkeypatch.chdir(workspace)
+
+    def run(*argv):
+        return tool.main([str(a) for a in argv])
+    return run
+
+
+def test_refer_writes_json_mask_pngs_and_overlay(run_in, workspace):
+    image = images_of(workspace)[0]
+    out = workspace / 'out_refer'
+    run_in(RRSIS_CONFIG, workspace / 'rrsis.pth', image, '--task', 'refer',
+           '--prompt', 'the small ship', '--out', out)
+    stem = osp.splitext(osp.basename(image))[0]
+    data = json.load(open(out / f'{stem}.json'))
+    assert data['task'] == 'refer' and data['answer_mode'] == 'teacher_forced'
+    assert 'the small ship' in data['question']
+    mask_meta, = data['masks']
+    assert mask_meta['phrase'] == 'the small ship'
+    assert set(data['timings']) >= {'tiling', 'vision', 'grounding',
+                                    'prefill', 'decode', 'masks'}
+    png = out / f'{stem}_mask0_the_small_ship.png'
+    pixels = np.asarray(Image.open(png))
+    assert set(np.unique(pixels)) <= {0, 255}
+    rle_mask = decode_rle(mask_meta['rle'], data['height'], data['width'])
+    assert np.array_equal(pixels == 255, rle_mask.astype(bool))
+    assert mask_meta['area'] == int(rle_mask.sum())
+    overlay = Image.open(out / f'{stem}_overlay.png')
+    assert overlay.size[0] > data['width']
+    assert sorted(os.listdir(out)) == sorted(
+        [f'{stem}.json', png.name, f'{stem}_overlay.png'])
+
+
+def test_folder_and_glob_inputs(run_in, workspace, tmp_path):
+    names = [osp.basename(p) for p in images_of(workspace)]
+    run_in(GCG_CONFIG, workspace / 'gcg.pth', workspace / 'images',
+           '--out', tmp_path / 'folder', '--batch-size', '2')
+    run_in(GCG_CONFIG, workspace / 'gcg.pth', workspace / 'images' / '*.png',
+           '--out', tmp_path / 'glob')
+    for out in ('folder', 'glob'):
+        written = sorted(p for p in os.listdir(tmp_path / out)
+                         if p.endswith('.json'))
+        assert written == sorted(n.replace('.png', '.json') for n in names)
+    for name in names:
+        stem = name.replace('.png', '')
+        a = json.load(open(tmp_path / 'folder' / f'{stem}.json'))
+        b = json.load(open(tmp_path / 'glob' / f'{stem}.json'))
+        assert a['answer'] == b['answer'] and a['ids'] == b['ids']
+        assert a['question'].startswith('Can you provide a thorough')
+
+
+def test_same_stem_keeps_both(tool):
+    assert tool.unique_stems(['a/x.png', 'b/x.tif', 'c/y.png', 'd/y.png']) \
+        == ['x_png', 'x_tif', 'y_png', 'y_png_1']
+
+
+def test_bad_single_input_stops_with_its_name(run_in, workspace, tmp_path):
+    empty = tmp_path / 'empty.png'
+    empty.write_bytes(b'')
+    with pytest.raises(BadRecordError, match='empty.png.*0 bytes'):
+        run_in(GCG_CONFIG, workspace / 'gcg.pth', empty, '--out', tmp_path)
+
+
+def test_usage_errors(tool):
+    for argv in (['c', 'k', 'i', '--task', 'refer'],
+                 ['c', 'k', 'i', '--prompt', 'x'],
+                 ['c', 'k', 'i', '--chat', '--prompt', 'x']):
+        with pytest.raises(SystemExit) as exit_info:
+            tool.parse_args(argv)
+        assert exit_info.value.code == 2
+
+
+def run_tool(args, cwd, stdin=None):
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
+    return subprocess.run([sys.executable, TOOL] + [str(a) for a in args],
+                          cwd=cwd, env=env, input=stdin, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_folder_with_bad_files_finishes_the_others(workspace, tmp_path):
+    folder = tmp_path / 'mixed'
+    shutil.copytree(workspace / 'images', folder)
+    (folder / 'a_empty.png').write_bytes(b'')
+    (folder / 'b_text.jpg').write_text('not an image')
+    proc = run_tool([GCG_CONFIG, workspace / 'gcg.pth', folder, '--out',
+                     tmp_path / 'out'], workspace)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    written = sorted(p for p in os.listdir(tmp_path / 'out')
+                     if p.endswith('.json'))
+    assert written == sorted(osp.basename(p).replace('.png', '.json')
+                             for p in images_of(workspace))
+    failures = proc.stderr[proc.stderr.index('2 input(s) failed'):]
+    assert 'a_empty.png' in failures and '0 bytes' in failures
+    assert 'b_text.jpg' in failures and 'not a readable image' in failures
+
+
+@pytest.mark.slow
+def test_chat_over_piped_stdin_keeps_the_conversation(workspace, tmp_path):
+    image = images_of(workspace)[0]
+    stem = osp.splitext(osp.basename(image))[0]
+    out = tmp_path / 'chat'
+    proc = run_tool([GCG_CONFIG, workspace / 'gcg.pth', image, '--chat',
+                     '--out', out],
+                    workspace, stdin='What is this?\nAnd next to it?\n')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first = json.load(open(out / f'{stem}_turn0.json'))
+    second = json.load(open(out / f'{stem}_turn1.json'))
+    assert not (out / f'{stem}_turn2.json').exists()
+    assert proc.stdout.index(first['answer']) < proc.stdout.rindex(
+        second['answer'])
+    # the second turn's prompt is the whole conversation so far
+    assert first['answer'] and first['answer'] in second['prompt']
+    assert second['prompt'].index('What is this?') < second['prompt'].index(
+        first['answer']) < second['prompt'].index('And next to it?')
+    # an empty line ends the chat
+    proc = run_tool([GCG_CONFIG, workspace / 'gcg.pth', image, '--chat',
+                     '--out', tmp_path / 'short'],
+                    workspace, stdin='What is this?\n\nNot asked\n')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p for p in os.listdir(tmp_path / 'short')
+                  if p.endswith('.json')) == [f'{stem}_turn0.json']
