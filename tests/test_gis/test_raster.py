@@ -263,3 +263,37 @@ def test_small_images_look_as_the_training_pipeline_shows_them(write_tif):
     with open_image_source(path) as src:
         rgb, _ = src.read()
     np.testing.assert_array_equal(rgb, read_image_rgb(path))
+
+
+def test_a_window_read_reads_only_that_window(write_tif, monkeypatch):
+    windows = []
+    samples = raster._RasterioReader.samples
+
+    def spy(reader, indexes, window, out_shape):
+        windows.append((window, out_shape))
+        return samples(reader, indexes, window, out_shape)
+
+    monkeypatch.setattr(raster._RasterioReader, 'samples', spy)
+    with open_image_source(write_tif(random_bands(3, seed=15))) as src:
+        windows.clear()  # opening read the stretch sample
+        src.read(10, 5, 20, 15)
+    assert windows == [((10, 5, 20, 15), (15, 20))]
+
+
+def test_an_internal_mask_band_marks_invalid_pixels(write_tif):
+    import rasterio
+    data = random_bands(3, seed=16)
+    path = write_tif(data, 'masked.tif')
+    mask = np.full(data.shape[1:], 255, np.uint8)
+    mask[:, 40:] = 0
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, 'r+') as ds:
+            ds.write_mask(mask)
+    with open_image_source(path) as src:
+        rgb, valid = src.read()
+    np.testing.assert_array_equal(valid, mask > 0)
+    assert (rgb[:, 40:] == 0).all()
+    inside = data[:, :, :40]
+    for c in range(3):
+        assert_close(rgb[:, :40, c], percentile_stretch(inside[c],
+                                                        inside[c]))
