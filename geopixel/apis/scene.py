@@ -15,7 +15,6 @@ bounding box. The model and the image source are callables, so this module
 knows neither (see ``docs/en/user_guides/huge_scenes.md``).
 """
 import numbers
-import re
 import time
 from dataclasses import dataclass, field
 from typing import (Callable, Dict, Iterator, List, Optional, Sequence,
@@ -23,6 +22,7 @@ from typing import (Callable, Dict, Iterator, List, Optional, Sequence,
 
 import numpy as np
 
+from geopixel.structures import phrase_category
 from geopixel.utils import encode_rle
 
 TASKS = ('gcg', 'refer')
@@ -271,23 +271,6 @@ def _axis_plan(size: int, window: int,
 
 
 # -- phrases -----------------------------------------------------------------
-_INSTANCE_SUFFIX = re.compile(r'\s*-\s*\d+$')
-_ARTICLE = re.compile(r'^(?:a|an|the)\s+')
-
-
-def phrase_category(phrase: str) -> str:
-    """The category two detections must share to be merged: lower case,
-    whitespace collapsed, a leading article (a, an, the) and a trailing
-    instance number (``-1``, ``- 2``) removed, then one plural ``s``
-    dropped from the end unless it ends in ``ss`` (``tennis courts-2`` ->
-    ``tennis court``; ``grass`` stays)."""
-    name = ' '.join(phrase.lower().split())
-    name = _ARTICLE.sub('', _INSTANCE_SUFFIX.sub('', name))
-    if name.endswith('s') and not name.endswith('ss'):
-        name = name[:-1]
-    return name
-
-
 # -- the run -----------------------------------------------------------------
 def run_scene(width: int,
               height: int,

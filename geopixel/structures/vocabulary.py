@@ -58,3 +58,21 @@ def glamm_caption(text: str) -> str:
 def count_seg(text: str) -> int:
     """How many ``[SEG]`` (hence masks) ``text`` asks for."""
     return text.count(SEG_TOKEN)
+
+
+_INSTANCE_SUFFIX = re.compile(r'\s*-\s*\d+$')
+_ARTICLE = re.compile(r'^(?:a|an|the)\s+')
+
+
+def phrase_category(phrase: str) -> str:
+    """A phrase's object category (what two detections of a scene must
+    share to be merged as one object): lower case,
+    whitespace collapsed, a leading article (a, an, the) and a trailing
+    instance number (``-1``, ``- 2``) removed, then one plural ``s``
+    dropped from the end unless it ends in ``ss`` (``tennis courts-2`` ->
+    ``tennis court``; ``grass`` stays)."""
+    name = ' '.join(phrase.lower().split())
+    name = _ARTICLE.sub('', _INSTANCE_SUFFIX.sub('', name))
+    if name.endswith('s') and not name.endswith('ss'):
+        name = name[:-1]
+    return name

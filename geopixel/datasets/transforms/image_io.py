@@ -253,32 +253,55 @@ def _to_rgb(samples, alpha, bands, stretch, path, record) -> np.ndarray:
 
 
 def stretch_to_uint8(samples: np.ndarray, stretch: str) -> np.ndarray:
-    """Each band of H x W x C ``samples`` mapped linearly to 0-255.
+    """Each band of H x W x C ``samples`` mapped linearly to 0-255, by the
+    bounds :func:`stretch_bounds` gives on ``samples`` themselves."""
+    return apply_stretch(samples, stretch_bounds(samples, stretch))
 
-    ``'percentile'``: the band's 2nd-98th percentiles of its finite values;
-    ``'range'``: the type's range (0-1 for floats). Values outside are
-    clipped; non-finite values and constant bands give 0.
+
+def stretch_bounds(samples: np.ndarray,
+                   stretch: str,
+                   valid: Optional[np.ndarray] = None) -> np.ndarray:
+    """The (low, high) of each band of H x W x C ``samples``, a C x 2 array.
+
+    ``'percentile'``: the band's 2nd-98th percentiles of its finite values
+    (only those where ``valid``, H x W x C bool, is True; NaN where there
+    are none); ``'range'``: the type's range (0-1 for floats). Computed
+    apart from :func:`apply_stretch` so that one set of bounds, taken from
+    a sample of a large image, serves every window of it.
     """
     if stretch not in STRETCHES:
         raise ValueError(f'stretch must be one of {STRETCHES}, got '
                          f'{stretch!r}')
-    out = np.zeros(samples.shape, dtype=np.uint8)
+    bounds = np.full((samples.shape[-1], 2), np.nan)
     for c in range(samples.shape[-1]):
-        band = samples[..., c].astype(np.float64)
-        finite = np.isfinite(band)
         if stretch == 'percentile':
-            values = band[finite]
-            if not values.size:
-                continue
-            lo, hi = np.percentile(values, (2, 98))
+            band = samples[..., c].astype(np.float64)
+            keep = np.isfinite(band)
+            if valid is not None:
+                keep &= valid[..., c]
+            if keep.any():
+                bounds[c] = np.percentile(band[keep], (2, 98))
         elif samples.dtype.kind in 'iu':
             info = np.iinfo(samples.dtype)
-            lo, hi = float(info.min), float(info.max)
+            bounds[c] = float(info.min), float(info.max)
         else:
-            lo, hi = 0.0, 1.0
-        if hi <= lo:
+            bounds[c] = 0.0, 1.0
+    return bounds
+
+
+def apply_stretch(samples: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Each band of H x W x C ``samples`` mapped linearly from its
+    ``bounds[c]`` (low, high) to 0-255 as uint8.
+
+    Values outside are clipped; non-finite values, and bands whose bounds
+    are NaN or not increasing (constant bands), give 0.
+    """
+    out = np.zeros(samples.shape, dtype=np.uint8)
+    for c, (lo, hi) in enumerate(bounds):
+        if not hi > lo:
             continue
+        band = samples[..., c].astype(np.float64)
         scaled = np.clip((band - lo) * (255.0 / (hi - lo)), 0, 255)
-        scaled[~finite] = 0
+        scaled[~np.isfinite(band)] = 0
         out[..., c] = scaled.astype(np.uint8)
     return out
