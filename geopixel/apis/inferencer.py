@@ -9,8 +9,10 @@ question about it is tokenized by the config's chat step and answered by
 questions cost the image once and a chat turn costs its new tokens only.
 """
 import glob
+import json
 import os
 import os.path as osp
+import time
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -61,9 +63,8 @@ def list_images(inputs) -> list:
 
 def image_name(image, index: int) -> str:
     """A file's base name, else ``image_{index}``."""
-    if isinstance(image, (str, os.PathLike)):
-        return osp.basename(os.fspath(image))
-    return f'image_{index}'
+    path = _path_of(image)
+    return osp.basename(path) if path else f'image_{index}'
 
 
 @INFERENCERS.register_module()
@@ -236,9 +237,14 @@ class GeoPixelInferencer(BaseInferencer):
         sample, its RGB pixels and the seconds of ``load`` and
         ``tiling``. Any failure is a :class:`BadRecordError` naming the
         image."""
-        where = os.fspath(image) if isinstance(
-            image, (str, os.PathLike)) else name
+        where = _path_of(image) or name
+        valid = image_path = None
         try:
+            if _is_image_source(image):
+                start = time.perf_counter()
+                image_path = image.path
+                image, valid = image.read()
+                read_s = time.perf_counter() - start
             packed, timings = self.pipeline(image, name, hd_num)
         except BadRecordError:
             raise
@@ -246,10 +252,13 @@ class GeoPixelInferencer(BaseInferencer):
             raise BadRecordError(
                 f'cannot prepare the image ({type(exc).__name__}: {exc})',
                 where) from None
+        if valid is not None:
+            timings['load'] += read_s
         sample = packed['data_samples']
         rgb = packed['inputs']['image'].permute(1, 2, 0).numpy()
         return dict(packed=packed, rgb=rgb, timings=timings, where=where,
-                    name=name, image_path=sample.metainfo.get('img_path'),
+                    name=name, valid=valid,
+                    image_path=image_path or sample.metainfo.get('img_path'),
                     num_image_tokens=int(
                         sample.metainfo.get('num_image_tokens', 0)))
 
@@ -378,8 +387,8 @@ class GeoPixelInferencer(BaseInferencer):
             image=item['rgb'], task=task, question=question, prompt=text,
             answer=RRSIS_ANSWER if forced else response.text,
             answer_mode=mode, phrases=response.phrases,
-            mask_logits=response.masks, ids=response.ids.tolist(),
-            timings=timings,
+            mask_logits=response.masks, valid=item['valid'],
+            ids=response.ids.tolist(), timings=timings,
             default_phrase=prompt if task == 'refer' else None)
 
     # -- conversations ----------------------------------------------------
@@ -388,6 +397,121 @@ class GeoPixelInferencer(BaseInferencer):
         """A conversation about one image, encoded once (see
         :class:`InferenceSession`)."""
         return InferenceSession(self, image, hd_num, generation_cfg)
+
+    # -- scenes larger than the HD grid ------------------------------------
+    def predict_scene(self,
+                      image,
+                      task: str = 'gcg',
+                      prompt: Optional[str] = None,
+                      window: int = 1024,
+                      overlap: int = 128,
+                      out_dir: Optional[str] = None,
+                      stem: Optional[str] = None,
+                      hd_num: Optional[int] = None,
+                      answer_mode: Optional[str] = None,
+                      generation_cfg: Optional[dict] = None,
+                      nodata: Optional[float] = None,
+                      geojson: bool = False,
+                      tolerance: float = 1.0,
+                      progress=None):
+        """Answer ``task`` (``'gcg'`` or ``'refer'``) on a scene of any size,
+        window by window (:func:`geopixel.apis.scene.run_scene`).
+
+        ``image`` is opened with ``geopixel.gis.open_image_source`` (the
+        inferencer's ``bands``/``stretch``, and ``nodata``): a GeoTIFF is
+        read one window at a time. Each window is answered as one image
+        (``hd_num``, ``answer_mode``, ``generation_cfg`` as for
+        ``__call__``). With ``out_dir``, writes ``{stem}.json`` (the
+        scene: windows, texts, objects or the mask as RLE crops, CRS and
+        geotransform), ``{stem}_mask.tif`` (georeferenced like the image;
+        ``refer``: the 0/1 mask written window by window as the run goes;
+        ``gcg``: object ``i`` labelled ``i + 1``) and, with ``geojson``,
+        ``{stem}.geojson`` (one feature per object, or the ``refer``
+        mask). ``progress(done, total)`` follows the windows.
+
+        Returns:
+            The stitched :class:`~geopixel.apis.scene.SceneResult`.
+        """
+        from geopixel.gis import MaskRasterWriter, open_image_source
+
+        from .geo import require_georeferenced
+        from .scene import TASKS as SCENE_TASKS
+        from .scene import WindowPrediction, run_scene
+        if task not in SCENE_TASKS:
+            raise ValueError(f'a scene takes task {" or ".join(SCENE_TASKS)}'
+                             f', got {task!r}')
+        mode = self.answer_mode(task, answer_mode)
+        question = self.question(task, prompt)
+
+        def predict_window(rgb):
+            result, = self(rgb, task, prompt, hd_num, answer_mode=mode,
+                           generation_cfg=generation_cfg)
+            return WindowPrediction(result.answer,
+                                    [o.phrase for o in result.objects],
+                                    result.masks, result.timings)
+
+        with open_image_source(image, self.bands, self.stretch or
+                               'percentile', nodata) as src:
+            if geojson:
+                require_georeferenced(src)
+            stem = stem or osp.splitext(image_name(image, 0))[0]
+            mask_path = (osp.join(out_dir, f'{stem}_mask.tif')
+                         if out_dir else None)
+            if out_dir:
+                os.makedirs(out_dir, exist_ok=True)
+
+            def run(write_mask=None):
+                return run_scene(src.width, src.height, src.read,
+                                 predict_window, task, window, overlap,
+                                 write_mask=write_mask, progress=progress)
+
+            if mask_path and task == 'refer':
+                with MaskRasterWriter(mask_path, src.width, src.height,
+                                      src.transform, src.crs) as writer:
+                    scene = run(writer.write)
+            else:
+                scene = run()
+            if mask_path and task == 'gcg':
+                dtype = ('uint16' if len(scene.objects) < 2**16 else
+                         'uint32')
+                with MaskRasterWriter(mask_path, src.width, src.height,
+                                      src.transform, src.crs,
+                                      dtype) as writer:
+                    scene.write_labels(writer.write)
+            if out_dir:
+                self._write_scene(scene, src, question, out_dir, stem,
+                                  geojson, tolerance, prompt)
+        return scene
+
+    @staticmethod
+    def _write_scene(scene, src, question, out_dir, stem, geojson,
+                     tolerance, prompt) -> None:
+        from geopixel.gis import crs_name, write_geojson
+
+        from .geo import pieces_feature
+        summary = dict(
+            image=src.path, question=question,
+            crs=crs_name(src.crs) if src.crs is not None else None,
+            transform=list(src.transform)[:6] if src.transform else None,
+            **scene.to_json())
+        with open(osp.join(out_dir, f'{stem}.json'), 'w',
+                  encoding='utf-8') as f:
+            json.dump(summary, f, indent=1, ensure_ascii=False)
+        if not geojson:
+            return
+        if scene.task == 'refer':
+            features = [pieces_feature(scene.mask.pieces, prompt, 0,
+                                       src.transform, src.crs, tolerance)]
+        else:
+            features = [
+                pieces_feature(obj.pieces, obj.phrase, i, src.transform,
+                               src.crs, tolerance,
+                               dict(category=obj.category,
+                                    windows=obj.windows))
+                for i, obj in enumerate(scene.objects)
+            ]
+        write_geojson(osp.join(out_dir, f'{stem}.geojson'), features,
+                      src.crs)
 
     # -- BaseInferencer's abstract steps ----------------------------------
     def visualize(self, inputs: list, preds: List[InferenceResult],
@@ -403,7 +527,15 @@ class GeoPixelInferencer(BaseInferencer):
 
 
 def _path_of(image) -> Optional[str]:
+    """The file an input names, if any."""
+    if _is_image_source(image):
+        return image.path
     return os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+
+
+def _is_image_source(image) -> bool:
+    from geopixel.gis import ImageSource
+    return isinstance(image, ImageSource)
 
 
 class InferenceSession:

@@ -115,12 +115,16 @@ class InferenceResult:
               answer_mode: str,
               phrases: Sequence[str], mask_logits, ids: Sequence[int],
               timings: Dict[str, float],
-              default_phrase: Optional[str] = None) -> 'InferenceResult':
+              default_phrase: Optional[str] = None,
+              valid: Optional[np.ndarray] = None) -> 'InferenceResult':
         """A result from a model answer. Mask k is labelled by the phrase
         of the k-th ``[SEG]`` (:func:`seg_phrases`), else by
         ``default_phrase`` (the expression of a referring question), else
-        ``mask k``."""
+        ``mask k``. Pixels where ``valid`` is False (nodata) are in no
+        mask."""
         masks = (mask_logits > 0).cpu().numpy().astype(bool)
+        if valid is not None:
+            masks &= valid[None]
         own = seg_phrases(answer)
         objects = []
         for k, mask in enumerate(masks):

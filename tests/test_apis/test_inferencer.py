@@ -378,3 +378,35 @@ def test_built_from_config_and_checkpoint(gcg_cfg, inferencer, test_images,
     relaxed = GeoPixelInferencer(gcg_cfg, weights=path, strict=False,
                                  show_progress=False)
     assert len(relaxed.load_report['missing']) == 1
+
+
+# -- scenes larger than a window ----------------------------------------------
+def test_scene_mask_is_each_windows_own_answer_on_its_core(synthetic_root,
+                                                          test_images,
+                                                          tmp_path):
+    rasterio = pytest.importorskip('rasterio')
+    from geopixel.apis.scene import plan_windows
+    cfg = get_config(RRSIS_CONFIG, synthetic_root)
+    inf = GeoPixelInferencer(tiny_model(cfg).eval(), cfg=cfg,
+                             show_progress=False)
+    scene = np.concatenate([np.asarray(Image.open(p).convert('RGB'))
+                            for p in test_images[:2]], axis=1)[:200]
+    scene[:, -40:] = 0  # nodata on the right
+    path = tmp_path / 'scene.tif'
+    with rasterio.open(path, 'w', driver='GTiff', width=scene.shape[1],
+                       height=scene.shape[0], count=3, dtype='uint8',
+                       nodata=0) as ds:
+        ds.write(scene.transpose(2, 0, 1))
+    result = inf.predict_scene(str(path), 'refer', 'the ship', window=224,
+                               overlap=48, out_dir=str(tmp_path / 'out'))
+    plan = plan_windows(scene.shape[1], scene.shape[0], 224, 48)
+    assert result.counts['windows'] == len(plan) == 3
+    with rasterio.open(tmp_path / 'out' / 'scene_mask.tif') as ds:
+        stitched = ds.read(1).astype(bool)
+    for win in plan:
+        rgb = scene[win.y0:win.y0 + win.height, win.x0:win.x0 + win.width]
+        own, = inf(rgb, task='refer', prompt='the ship')
+        expected = own.masks[0] & rgb.any(-1)
+        core = stitched[win.core_y0:win.core_y1, win.core_x0:win.core_x1]
+        assert np.array_equal(core, expected[win.core_slices])
+    assert result.mask.area == int(stitched.sum())

@@ -185,3 +185,128 @@ def test_chat_over_piped_stdin_keeps_the_conversation(workspace, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p for p in os.listdir(tmp_path / 'short')
                   if p.endswith('.json')) == [f'{stem}_turn0.json']
+
+
+# -- GeoTIFFs and huge scenes -------------------------------------------------
+EPSG = 32633
+ORIGIN = (500000.0, 4100000.0)  # map x, y of the top-left corner
+PIXEL = 0.5  # metres
+
+
+def write_geotiff(path, bands, nodata=None, transform=True):
+    """``bands`` ([count, h, w]) as a GeoTIFF in UTM 33N, 0.5 m pixels."""
+    rasterio = pytest.importorskip('rasterio')
+    from rasterio.transform import from_origin
+    count, h, w = bands.shape
+    profile = dict(driver='GTiff', width=w, height=h, count=count,
+                   dtype=bands.dtype.name, nodata=nodata)
+    if transform:
+        profile.update(crs=f'EPSG:{EPSG}',
+                       transform=from_origin(*ORIGIN, PIXEL, PIXEL))
+    with rasterio.open(path, 'w', **profile) as ds:
+        ds.write(bands)
+    return path
+
+
+def rgb_bands(workspace, height=None, width=None):
+    """A test image as [3, h, w] uint8, tiled to ``height x width``."""
+    rgb = np.asarray(Image.open(images_of(workspace)[0]).convert('RGB'))
+    if height:
+        reps = (-(-height // rgb.shape[0]), -(-width // rgb.shape[1]), 1)
+        rgb = np.tile(rgb, reps)[:height, :width]
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+def test_geotiff_to_geojson_keeps_the_crs(run_in, workspace, tmp_path):
+    rasterio = pytest.importorskip('rasterio')
+    tif = write_geotiff(tmp_path / 'scene.tif', rgb_bands(workspace))
+    out = tmp_path / 'out'
+    run_in(RRSIS_CONFIG, workspace / 'rrsis.pth', tif, '--task', 'refer',
+           '--prompt', 'the ship', '--geojson', '--out', out)
+    data = json.load(open(out / 'scene.json'))
+    collection = json.load(open(out / 'scene.geojson'))
+    assert collection['crs']['properties']['name'] == \
+        f'urn:ogc:def:crs:EPSG::{EPSG}'
+    feature, = collection['features']
+    props = feature['properties']
+    assert props['phrase'] == 'the ship' and props['mask_index'] == 0
+    mask_meta, = data['masks']
+    assert props['area_px'] == mask_meta['area']
+    assert props['area'] == pytest.approx(mask_meta['area'] * PIXEL**2)
+    if mask_meta['area']:  # the box in pixels lands on map coordinates
+        x, y, w, h = mask_meta['bbox']
+        points = np.array([p for ring in _rings(feature['geometry'])
+                           for p in ring])
+        assert points[:, 0].min() == pytest.approx(
+            ORIGIN[0] + x * PIXEL, abs=PIXEL)
+        assert points[:, 0].max() == pytest.approx(
+            ORIGIN[0] + (x + w) * PIXEL, abs=PIXEL)
+        assert points[:, 1].max() == pytest.approx(
+            ORIGIN[1] - y * PIXEL, abs=PIXEL)
+        assert points[:, 1].min() == pytest.approx(
+            ORIGIN[1] - (y + h) * PIXEL, abs=PIXEL)
+    with rasterio.open(out / 'scene_mask0.tif') as ds:
+        assert ds.crs.to_epsg() == EPSG
+        assert ds.transform.c == ORIGIN[0] and ds.transform.f == ORIGIN[1]
+        png = np.asarray(Image.open(out / 'scene_mask0_the_ship.png'))
+        assert np.array_equal(ds.read(1), (png == 255).astype(np.uint8))
+
+
+def _rings(geometry):
+    polygons = (geometry['coordinates'] if geometry['type'] == 'MultiPolygon'
+                else [geometry['coordinates']])
+    return [ring for polygon in polygons for ring in polygon]
+
+
+def test_bad_geotiffs_are_named(run_in, workspace, tmp_path):
+    pytest.importorskip('rasterio')
+    rng = np.random.default_rng(0)
+    one = write_geotiff(tmp_path / 'one_band.tif',
+                        rng.integers(0, 4000, (1, 64, 64), np.uint16))
+    twelve = write_geotiff(tmp_path / 'twelve.tif',
+                           rng.integers(0, 4000, (12, 64, 64), np.uint16))
+    empty = write_geotiff(tmp_path / 'nodata.tif',
+                          np.zeros((3, 64, 64), np.uint16), nodata=0)
+    plain = write_geotiff(tmp_path / 'plain.tif', rgb_bands(workspace),
+                          transform=False)
+    args = [GCG_CONFIG, workspace / 'gcg.pth']
+    for path, problem in ((one, '1 band'), (twelve, '12 band'),
+                          (empty, 'nodata'), (plain, 'not georeferenced')):
+        with pytest.raises(BadRecordError, match=osp.basename(path)) as err:
+            run_in(*args, path, '--geojson', '--out', tmp_path / 'out')
+        assert problem in str(err.value)
+    # a band choice makes the 12-band image usable
+    run_in(*args, twelve, '--geojson', '--bands', '4,3,2', '--out',
+           tmp_path / 'out')
+    assert (tmp_path / 'out' / 'twelve.geojson').exists()
+
+
+def test_gis_options_need_the_extra(tool, monkeypatch):
+    import geopixel.gis.dependencies as dependencies
+    from geopixel.gis import GISDependencyError
+
+    def missing(name, *args, **kwargs):
+        raise ImportError(f'No module named {name!r}')
+
+    monkeypatch.setattr(dependencies.importlib, 'import_module', missing)
+    with pytest.raises(GISDependencyError, match=r'geopixel\[gis\]'):
+        tool.main(['c.py', 'k.pth', 'x.tif', '--geojson'])
+
+
+def test_a_scene_larger_than_a_window(run_in, workspace, tmp_path):
+    rasterio = pytest.importorskip('rasterio')
+    tif = write_geotiff(tmp_path / 'big.tif',
+                        rgb_bands(workspace, 300, 400))
+    out = tmp_path / 'out'
+    run_in(RRSIS_CONFIG, workspace / 'rrsis.pth', tif, '--task', 'refer',
+           '--prompt', 'the ship', '--window', '256', '--overlap', '64',
+           '--geojson', '--out', out)
+    scene = json.load(open(out / 'big.json'))
+    assert scene['counts']['windows'] == 4 and scene['width'] == 400
+    assert scene['crs'] == f'urn:ogc:def:crs:EPSG::{EPSG}'
+    with rasterio.open(out / 'big_mask.tif') as ds:
+        assert (ds.width, ds.height) == (400, 300)
+        assert ds.crs.to_epsg() == EPSG
+        assert int(ds.read(1).sum()) == scene['mask']['area']
+    feature, = json.load(open(out / 'big.geojson'))['features']
+    assert feature['properties']['area_px'] == scene['mask']['area']
