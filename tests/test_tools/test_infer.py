@@ -19,8 +19,9 @@ import pytest
 import torch
 from PIL import Image
 
-from geopixel.testing import get_config, tiny_model
+from geopixel.testing import demo_data, get_config, tiny_model
 from geopixel.utils import BadRecordError, decode_rle
+from tests.test_apis.test_inferencer import seg_prone
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(REPO, 'tools', 'infer.py')
@@ -48,7 +49,10 @@ def workspace(synthetic_root, tmp_path_factory):
     (root / 'data').mkdir()
     os.symlink(synthetic_root, root / 'data' / 'synthetic')
     for name, config in (('gcg', GCG_CONFIG), ('rrsis', RRSIS_CONFIG)):
-        model = tiny_model(get_config(config, synthetic_root))
+        cfg = get_config(config, synthetic_root)
+        model = tiny_model(cfg).eval()
+        if name == 'gcg':  # generated answers with masks
+            seg_prone(model, demo_data(cfg, 'test', 2))
         torch.save(model.state_dict(), root / f'{name}.pth')
     images = root / 'images'
     images.mkdir()
@@ -310,3 +314,29 @@ def test_a_scene_larger_than_a_window(run_in, workspace, tmp_path):
         assert int(ds.read(1).sum()) == scene['mask']['area']
     feature, = json.load(open(out / 'big.geojson'))['features']
     assert feature['properties']['area_px'] == scene['mask']['area']
+
+
+def test_a_described_scene_labels_its_objects(run_in, workspace, tmp_path):
+    rasterio = pytest.importorskip('rasterio')
+    tif = write_geotiff(tmp_path / 'big.tif',
+                        rgb_bands(workspace, 300, 400))
+    out = tmp_path / 'out'
+    run_in(GCG_CONFIG, workspace / 'gcg.pth', tif, '--window', '256',
+           '--overlap', '64', '--geojson', '--out', out)
+    scene = json.load(open(out / 'big.json'))
+    objects = scene['objects']
+    assert objects and len(scene['windows']) == 4
+    assert all(w['text'] for w in scene['windows'])
+    features = json.load(open(out / 'big.geojson'))['features']
+    assert [f['properties']['phrase'] for f in features] == [
+        o['phrase'] for o in objects]
+    assert [f['properties']['area_px'] for f in features] == [
+        o['area'] for o in objects]
+    with rasterio.open(out / 'big_mask.tif') as ds:
+        labels = ds.read(1)
+    assert ds.crs.to_epsg() == EPSG
+    # object i is labelled i + 1; where objects overlap the later one wins
+    for i, obj in enumerate(objects):
+        assert int((labels == i + 1).sum()) <= obj['area']
+    assert int((labels == len(objects)).sum()) == objects[-1]['area']
+    assert labels.max() == len(objects)
