@@ -19,6 +19,7 @@ from geopixel.apis.results import seg_phrases
 from geopixel.datasets.chat import (GCG_INFERENCE_QUESTION, INTERNLM2_CHAT,
                                     RRSIS_ANSWER, RRSIS_QUESTION)
 from geopixel.datasets.transforms import FormatChat
+from geopixel.registry import INFERENCERS
 from geopixel.testing import demo_data, get_config, tiny_model
 from geopixel.utils import BadRecordError, decode_rle
 from geopixel.visualization import draw_grounded_masks, palette
@@ -282,6 +283,11 @@ def test_result_json_and_files(inferencer, test_images, tmp_path):
     overlay = np.asarray(Image.open(tmp_path / 'scene_overlay.png'))
     assert overlay.shape[0] >= h and overlay.shape[1] > w
     assert len(paths) == len(pngs) + 2
+    # MMEngine's steps: overlays and JSON-ready predictions
+    drawn, = inferencer.visualize([test_images[0]], [result])
+    assert np.array_equal(drawn, overlay)
+    assert inferencer.postprocess([result], [drawn])['predictions'] == [
+        result.to_json()]
 
 
 def test_outline_shows_on_a_scene_of_the_fill_colour():
@@ -364,7 +370,9 @@ def test_built_from_config_and_checkpoint(gcg_cfg, inferencer, test_images,
     from geopixel.checkpoint import CheckpointError
     path = str(tmp_path / 'model.pth')
     torch.save(inferencer.model.state_dict(), path)
-    loaded = GeoPixelInferencer(gcg_cfg, weights=path, show_progress=False)
+    loaded = INFERENCERS.build(dict(type='GeoPixelInferencer', model=gcg_cfg,
+                                    weights=path, show_progress=False))
+    assert isinstance(loaded, GeoPixelInferencer)
     assert loaded.load_report == dict(missing=[], unexpected=[],
                                       mismatched=[])
     short = dict(max_new_tokens=24)  # as the fixture's model
