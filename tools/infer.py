@@ -48,8 +48,10 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file or folder')
     parser.add_argument('inputs', nargs='+',
                         help='image files, folders or glob patterns')
-    parser.add_argument('--task', choices=['gcg', 'refer', 'ask'],
-                        default='gcg')
+    parser.add_argument(
+        '--task', choices=['gcg', 'refer', 'ask'], default='gcg',
+        help='gcg: describe with grounded phrases (default); refer: segment '
+        'what --prompt names; ask: ask --prompt')
     parser.add_argument('--prompt', help='the expression (refer) or the '
                         'question (ask)')
     parser.add_argument('--hd-num', type=int,
@@ -57,7 +59,7 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, default=1,
                         help='images decoded together')
     parser.add_argument('--out', default='outputs/infer',
-                        help='output folder')
+                        help='output folder (default: %(default)s)')
     parser.add_argument('--device', help='cuda, cpu... (default: cuda '
                         'when available)')
     parser.add_argument(

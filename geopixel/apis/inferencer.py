@@ -119,7 +119,7 @@ class GeoPixelInferencer(BaseInferencer):
 
     # -- construction (BaseInferencer hooks) ------------------------------
     def _init_model(self, cfg, weights: Optional[str], device: str):
-        model = self._given_model
+        model, self._given_model = self._given_model, None
         if model is None:
             model = MODELS.build(cfg.model)
         if weights is not None:
@@ -304,6 +304,8 @@ class GeoPixelInferencer(BaseInferencer):
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
         prompts = (list(prompt) if isinstance(prompt, (list, tuple)) else
                    [prompt])
+        if not prompts:
+            raise ValueError('prompt is an empty list: nothing to ask')
         mode = self.answer_mode(task, answer_mode)
         questions = [(p, self.question(task, p)) for p in prompts]
         images = list_images(inputs)
