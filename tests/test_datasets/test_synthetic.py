@@ -7,6 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
+from PIL import Image
 from pycocotools import mask as mask_utils
 
 from geopixel.datasets import (
@@ -150,3 +151,29 @@ def test_synthetic_tokenizer_has_chat_pieces(synthetic_root):
         tok.encode('[UNUSED_TOKEN_146]user\n', False))[0] == \
         '[UNUSED_TOKEN_146]'
     assert tok.token_id('[SEG]') == tok.vocab_size
+
+
+def test_a_single_scene_to_try_a_model_on(tmp_path):
+    from geopixel.datasets.synthetic import write_scene
+    summary = write_scene(str(tmp_path), seed=1234, size=192)
+    image = np.asarray(Image.open(tmp_path / 'scene.png'))
+    assert image.shape == (192, 192, 3)
+    lines = (tmp_path / 'expressions.txt').read_text().splitlines()
+    assert lines and all(line.startswith('the ') for line in lines)
+    assert lines == [o['expressions'][0] for o in summary['objects']
+                     if o['expressions']]
+    assert write_scene(str(tmp_path / 'again'), 1234, 192) == summary
+
+
+def test_a_large_georeferenced_scene_is_written_by_blocks(tmp_path):
+    rasterio = pytest.importorskip('rasterio')
+    from geopixel.datasets.synthetic import write_scene_geotiff
+    path = str(tmp_path / 'scene.tif')
+    write_scene_geotiff(path, 300, seed=0, tile=128)
+    with rasterio.open(path) as src:
+        assert (src.width, src.height, src.count) == (300, 300, 3)
+        assert src.crs.to_epsg() == 32633
+        assert src.transform * (0, 0) == (500000.0, 4100000.0)
+        assert src.transform * (300, 300) == (500150.0, 4099850.0)
+        block = src.read(window=((128, 256), (0, 128)))
+        assert block.std() > 0  # a scene, not a blank block

@@ -6,10 +6,12 @@ from .writers import (
                       generate_synthetic_dataset,
                       rrsis_split,
                       train_tokenizer,
+                      write_scene,
+                      write_scene_geotiff,
 )
 
 __all__ = [
     'Instance', 'Scene', 'SceneGenerator', 'gcg_description',
     'referring_expressions', 'generate_synthetic_dataset', 'gcg_split',
-    'rrsis_split', 'train_tokenizer'
+    'rrsis_split', 'train_tokenizer', 'write_scene', 'write_scene_geotiff'
 ]

@@ -289,3 +289,58 @@ def generate_synthetic_dataset(out_dir: str,
         seconds=round(time.time() - start, 2))
     _dump_json(summary, osp.join(out_dir, 'meta.json'))
     return summary
+
+
+def write_scene(out_dir: str, seed: int, size: int = 256) -> Dict:
+    """One scene for trying a model: ``scene.png`` plus ``scene.json`` (each
+    instance's category, box and referring expressions) and
+    ``expressions.txt`` (one unique expression per line).
+
+    Draw it with a seed the training data did not use and it is held out.
+    """
+    scene = SceneGenerator(size, size)(np.random.default_rng([seed, 0]))
+    os.makedirs(out_dir, exist_ok=True)
+    _write_rgb(osp.join(out_dir, 'scene.png'), scene.image)
+    objects = []
+    for k, inst in enumerate(scene.instances):
+        objects.append(dict(category=inst.category, bbox=inst.bbox,
+                            expressions=referring_expressions(scene, k)
+                            or []))
+    summary = dict(seed=seed, size=size, objects=objects)
+    _dump_json(summary, osp.join(out_dir, 'scene.json'))
+    with open(osp.join(out_dir, 'expressions.txt'), 'w',
+              encoding='utf-8') as f:
+        f.writelines(e[0] + '\n' for e in
+                     (o['expressions'] for o in objects) if e)
+    return summary
+
+
+def write_scene_geotiff(path: str,
+                        size: int,
+                        seed: int = 0,
+                        tile: int = 1024,
+                        crs: str = 'EPSG:32633',
+                        origin=(500000.0, 4100000.0),
+                        pixel_size: float = 0.5) -> None:
+    """A ``size`` px square georeferenced RGB GeoTIFF (tiled, deflate),
+    written block by block from synthetic ``tile`` px scenes, never whole:
+    a large scene for trying windowed inference and GIS outputs."""
+    from geopixel.gis.dependencies import require
+    rasterio = require('rasterio', 'writing a GeoTIFF')
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+    generator = SceneGenerator(tile, tile)
+    blocks = [
+        generator(np.random.default_rng([seed, k])).image for k in range(4)
+    ]
+    profile = dict(driver='GTiff', width=size, height=size, count=3,
+                   dtype='uint8', crs=crs, tiled=True, blockxsize=256,
+                   blockysize=256, compress='deflate', BIGTIFF='IF_SAFER',
+                   transform=from_origin(*origin, pixel_size, pixel_size))
+    with rasterio.open(path, 'w', **profile) as dst:
+        for i, y in enumerate(range(0, size, tile)):
+            for j, x in enumerate(range(0, size, tile)):
+                h, w = min(tile, size - y), min(tile, size - x)
+                block = blocks[(i + j) % len(blocks)][:h, :w]
+                dst.write(np.ascontiguousarray(block.transpose(2, 0, 1)),
+                          window=Window(x, y, w, h))
