@@ -297,15 +297,20 @@ def test_gis_options_need_the_extra(tool, monkeypatch):
         tool.main(['c.py', 'k.pth', 'x.tif', '--geojson'])
 
 
+def run_big_scene(run_in, workspace, out, config, checkpoint, *task):
+    """A 400 x 300 GeoTIFF in 256 px windows (2 x 2) through the tool."""
+    tif = write_geotiff(out.parent / 'big.tif',
+                        rgb_bands(workspace, 300, 400))
+    run_in(config, workspace / checkpoint, tif, *task, '--window', '256',
+           '--overlap', '64', '--geojson', '--out', out)
+    return json.load(open(out / 'big.json'))
+
+
 def test_a_scene_larger_than_a_window(run_in, workspace, tmp_path):
     rasterio = pytest.importorskip('rasterio')
-    tif = write_geotiff(tmp_path / 'big.tif',
-                        rgb_bands(workspace, 300, 400))
     out = tmp_path / 'out'
-    run_in(RRSIS_CONFIG, workspace / 'rrsis.pth', tif, '--task', 'refer',
-           '--prompt', 'the ship', '--window', '256', '--overlap', '64',
-           '--geojson', '--out', out)
-    scene = json.load(open(out / 'big.json'))
+    scene = run_big_scene(run_in, workspace, out, RRSIS_CONFIG, 'rrsis.pth',
+                          '--task', 'refer', '--prompt', 'the ship')
     assert scene['counts']['windows'] == 4 and scene['width'] == 400
     assert scene['crs'] == f'urn:ogc:def:crs:EPSG::{EPSG}'
     with rasterio.open(out / 'big_mask.tif') as ds:
@@ -318,12 +323,8 @@ def test_a_scene_larger_than_a_window(run_in, workspace, tmp_path):
 
 def test_a_described_scene_labels_its_objects(run_in, workspace, tmp_path):
     rasterio = pytest.importorskip('rasterio')
-    tif = write_geotiff(tmp_path / 'big.tif',
-                        rgb_bands(workspace, 300, 400))
     out = tmp_path / 'out'
-    run_in(GCG_CONFIG, workspace / 'gcg.pth', tif, '--window', '256',
-           '--overlap', '64', '--geojson', '--out', out)
-    scene = json.load(open(out / 'big.json'))
+    scene = run_big_scene(run_in, workspace, out, GCG_CONFIG, 'gcg.pth')
     objects = scene['objects']
     assert objects and len(scene['windows']) == 4
     assert all(w['text'] for w in scene['windows'])
