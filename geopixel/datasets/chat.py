@@ -38,17 +38,29 @@ class ChatTemplate:
 
     def render(self, turns: Sequence[Tuple[str, str]]) -> str:
         """Training text for ``(role, text)`` turns (values stripped)."""
+        return self._turns(turns) + self.end_of_conversation
+
+    def prompt(self, question: str) -> str:
+        """Inference text: one user turn, then the assistant prefix."""
+        return self.prompt_after((), question)
+
+    def prompt_after(self, turns: Sequence[Tuple[str, str]],
+                     question: str) -> str:
+        """Inference text of a chat: the earlier ``(role, text)`` turns as
+        :meth:`render` writes them (without the end of conversation), a new
+        user turn, then the assistant prefix. Each chat turn's prompt thus
+        starts with the previous one, so the model's cached prefix is
+        reused."""
+        return (f'{self._turns(turns)}{self.user_prefix}{question.strip()}'
+                f'{self.turn_suffix}{self.assistant_prefix}')
+
+    def _turns(self, turns: Sequence[Tuple[str, str]]) -> str:
         parts = []
         for role, text in turns:
             prefix = (self.user_prefix
                       if role in USER_ROLES else self.assistant_prefix)
             parts.append(f'{prefix}{text.strip()}{self.turn_suffix}')
-        return ''.join(parts) + self.end_of_conversation
-
-    def prompt(self, question: str) -> str:
-        """Inference text: one user turn, then the assistant prefix."""
-        return (f'{self.user_prefix}{question.strip()}{self.turn_suffix}'
-                f'{self.assistant_prefix}')
+        return ''.join(parts)
 
 
 INTERNLM2_CHAT = ChatTemplate(

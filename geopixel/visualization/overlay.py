@@ -23,7 +23,13 @@ def draw_grounded_masks(image: np.ndarray,
                         alpha: float = 0.5,
                         title: Optional[str] = None,
                         legend_width: int = 260) -> np.ndarray:
-    """Blend each mask in its colour and add a legend panel on the right.
+    """Blend each mask in its colour, outline it, and add a legend panel on
+    the right.
+
+    Every mask gets a double outline, black outside and white inside, so
+    its border shows on any scene, even where the fill colour matches what
+    lies under it (a yellow fill on a yellow roof). The outline width grows
+    with the image (one pixel per line up to 600 px).
 
     Args:
         image: H x W x 3 uint8 RGB.
@@ -33,7 +39,7 @@ def draw_grounded_masks(image: np.ndarray,
         title: optional line above the legend (e.g. the image name).
 
     Returns:
-        H' x (W + legend_width) x 3 uint8 RGB.
+        H' x (W + legend_width) x 3 uint8 RGB, H' >= H fitting the legend.
     """
     image = np.asarray(image, dtype=np.uint8)
     h, w = image.shape[:2]
@@ -41,13 +47,29 @@ def draw_grounded_masks(image: np.ndarray,
     colours = palette(len(masks))
     labels = list(labels) if labels is not None else []
     labels += [f'mask {k}' for k in range(len(labels), len(masks))]
+    selections = []
     for mask, colour in zip(masks, colours):
         sel = np.asarray(mask).astype(bool)
         if sel.shape != (h, w):
             raise ValueError(f'mask of shape {sel.shape} does not match the '
                              f'image {(h, w)}')
         out[sel] = (1 - alpha) * out[sel] + alpha * np.array(colour)
-    canvas = Image.new('RGB', (w + legend_width, max(h, 40)), (255, 255, 255))
+        selections.append(sel)
+    line = 1 + min(h, w) // 600
+    for sel in selections:
+        inner = _erode(sel, line)
+        out[sel & ~inner] = 0  # black: the outer line
+        out[inner & ~_erode(inner, line)] = 255  # white: the inner line
+    chars_per_line = max(8, (legend_width - 36) // 6)
+    entries = [
+        textwrap.wrap(f'{label} ({int(sel.sum())} px)', chars_per_line)
+        or [''] for label, sel in zip(labels, selections)
+    ]
+    # the last entry needs no gap below it
+    legend_h = 4 + (18 if title else 0) + sum(14 * len(e) + 4
+                                              for e in entries)
+    canvas = Image.new('RGB', (w + legend_width, max(h, 40, legend_h)),
+                       (255, 255, 255))
     canvas.paste(Image.fromarray(out.astype(np.uint8)), (0, 0))
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
@@ -55,29 +77,27 @@ def draw_grounded_masks(image: np.ndarray,
     if title:
         draw.text((w + 8, y), title[:40], fill=(0, 0, 0), font=font)
         y += 18
-    chars_per_line = max(8, (legend_width - 36) // 6)
-    for label, colour, mask in zip(labels, colours, masks):
+    for lines, colour in zip(entries, colours):
         draw.rectangle([w + 8, y, w + 22, y + 12], fill=colour,
                        outline=(0, 0, 0))
-        area = int(np.asarray(mask).astype(bool).sum())
-        lines = textwrap.wrap(f'{label} ({area} px)', chars_per_line) or ['']
-        for line in lines:
-            draw.text((w + 28, y), line, fill=(0, 0, 0), font=font)
+        for text in lines:
+            draw.text((w + 28, y), text, fill=(0, 0, 0), font=font)
             y += 14
         y += 4
-    # Outline each mask so adjacent masks of similar colour stay apart.
-    outlined = np.asarray(canvas).copy()
-    for mask, colour in zip(masks, colours):
-        sel = np.asarray(mask).astype(bool)
-        edge = sel ^ _erode(sel)
-        outlined[:h, :w][edge] = colour
-    return outlined
+    return np.asarray(canvas).copy()
 
 
-def _erode(mask: np.ndarray) -> np.ndarray:
+def _erode(mask: np.ndarray, steps: int = 1) -> np.ndarray:
+    """``mask`` shrunk by ``steps`` pixels (4-neighbourhood); pixels on
+    the image border count as outside, so a mask touching it is outlined
+    there too."""
     out = mask.copy()
-    out[1:] &= mask[:-1]
-    out[:-1] &= mask[1:]
-    out[:, 1:] &= mask[:, :-1]
-    out[:, :-1] &= mask[:, 1:]
+    for _ in range(steps):
+        prev = out.copy()
+        out[0, :] = out[-1, :] = False
+        out[:, 0] = out[:, -1] = False
+        out[1:] &= prev[:-1]
+        out[:-1] &= prev[1:]
+        out[:, 1:] &= prev[:, :-1]
+        out[:, :-1] &= prev[:, 1:]
     return out
