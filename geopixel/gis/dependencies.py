@@ -4,6 +4,7 @@
 raises :class:`GISDependencyError` at once, naming the extra to install.
 """
 import importlib
+import os
 
 INSTALL_HINT = ('pip install "geopixel[gis]" (or pip install -r '
                 'requirements/gis.txt)')
@@ -26,3 +27,23 @@ def require(module: str, purpose: str):
         raise GISDependencyError(
             f'{purpose} needs {package}, which cannot be imported ({exc}): '
             f'{INSTALL_HINT}') from None
+
+
+#: GDAL's raster block cache, in MiB, unless ``GDAL_CACHEMAX`` is set in
+#: the environment. GDAL's own default (5% of RAM) fills up as a huge scene
+#: is read window by window, so a run's memory would grow with the scene.
+GDAL_CACHE_MB = 128
+_gdal_cache_bounded = False
+
+
+def require_raster(purpose: str):
+    """rasterio (as :func:`require`), with GDAL's block cache bounded to
+    :data:`GDAL_CACHE_MB` once per process unless the user set
+    ``GDAL_CACHEMAX``."""
+    global _gdal_cache_bounded
+    rasterio = require('rasterio', purpose)
+    if not _gdal_cache_bounded and 'GDAL_CACHEMAX' not in os.environ:
+        from rasterio.env import set_gdal_config
+        set_gdal_config('GDAL_CACHEMAX', GDAL_CACHE_MB)
+    _gdal_cache_bounded = True
+    return rasterio

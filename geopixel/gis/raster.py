@@ -43,7 +43,7 @@ from geopixel.datasets.transforms.image_io import (
 )
 from geopixel.utils import BadRecordError
 
-from .dependencies import require
+from .dependencies import require_raster
 
 # Pixels read (decimated) to compute the stretch of a large image.
 STATS_PIXELS = 2**21
@@ -339,7 +339,7 @@ class _RasterioReader:
     """Samples of a (Geo)TIFF read window by window through rasterio."""
 
     def __init__(self, path: str):
-        rasterio = require('rasterio', 'reading GeoTIFF files')
+        rasterio = require_raster('reading GeoTIFF files')
         from rasterio.enums import ColorInterp, MaskFlags
         from rasterio.errors import NotGeoreferencedWarning, RasterioError
         self.path = path

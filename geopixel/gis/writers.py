@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from .dependencies import require
+from .dependencies import require_raster
 from .vector import as_binary_mask
 
 TILE = 256
@@ -37,7 +37,7 @@ class MaskRasterWriter:
                  transform=None,
                  crs=None,
                  dtype: str = 'uint8'):
-        rasterio = require('rasterio', 'writing mask GeoTIFFs')
+        rasterio = require_raster('writing mask GeoTIFFs')
         from rasterio.errors import NotGeoreferencedWarning
         self.path = path
         self.width, self.height = width, height

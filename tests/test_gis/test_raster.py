@@ -297,3 +297,18 @@ def test_an_internal_mask_band_marks_invalid_pixels(write_tif):
     for c in range(3):
         assert_close(rgb[:, :40, c], percentile_stretch(inside[c],
                                                         inside[c]))
+
+
+def test_gdal_block_cache_is_bounded_unless_the_user_sets_it(write_tif):
+    """GDAL's default cache (5% of RAM) would grow a run's memory with the
+    scene as windows are read; geopixel bounds it, once per process."""
+    import os
+
+    from rasterio.env import get_gdal_config
+
+    from geopixel.gis.dependencies import GDAL_CACHE_MB
+    if 'GDAL_CACHEMAX' in os.environ:
+        pytest.skip('GDAL_CACHEMAX is set in the environment: it wins')
+    with open_image_source(write_tif(np.zeros((3, 8, 8), np.uint8))):
+        pass
+    assert int(get_gdal_config('GDAL_CACHEMAX')) == GDAL_CACHE_MB

@@ -2,7 +2,8 @@
 
     python tools/analysis/benchmark_inference.py [--parts throughput
         questions scenes] [--hd 1 4 9] [--batch 1 4 8] [--images 16]
-        [--tokens 32] [--questions 8] [--scenes 4096 16384]
+        [--tokens 32] [--questions 8] [--questions-hd 9]
+        [--scenes 4096 16384]
         [--window 1024] [--out work_dirs/benchmark_inference.json]
 
 Builds the tiny GeoPixel (``configs/geopixel/gcg_tiny.py``, random
@@ -12,9 +13,10 @@ weights) on a synthetic dataset it writes to a temporary folder, then:
   512 px synthetic scenes at every hd_num x batch size (every answer is
   ``--tokens`` tokens long: EOS is not allowed to end it early, so batch
   sizes compare);
-* ``questions``: ``--questions`` referring questions about one image
-  through one session (image and its prefix encoded once) against the same
-  questions as separate runs;
+* ``questions``: ``--questions`` referring questions about one image at
+  ``--questions-hd`` through one session (image and its prefix encoded
+  once) against the same questions as separate runs, with the answer given
+  (teacher forced) and generated;
 * ``scenes``: peak resident memory of a referring-segmentation run over a
   georeferenced GeoTIFF of each ``--scenes`` size (square, written block
   by block from synthetic scenes: ``write_scene_geotiff``, what
@@ -89,30 +91,42 @@ def throughput(inferencer, args) -> list:
     return rows
 
 
-def questions(inferencer, args) -> dict:
+def questions(inferencer, args) -> list:
+    """N referring questions about one image: separate runs against one
+    session, answers given (teacher forced: the image dominates) and
+    generated (``--tokens`` tokens each: decoding dominates)."""
     image = scene_images(1, seed=1)[0]
-    prompts = [f'the {c} number {i}' for i, c in enumerate(
+    prompts = [f'the {c} object number {i}' for i, c in enumerate(
         ['red', 'blue', 'large', 'small', 'left', 'right', 'top', 'bottom'] *
         4)][:args.questions]
-    inferencer(image, 'refer', prompt=prompts[0])  # warm-up
-    start = time.perf_counter()
-    separate = [inferencer(image, 'refer', prompt=p)[0] for p in prompts]
-    t_separate = time.perf_counter() - start
-    start = time.perf_counter()
-    session = inferencer.session(image)
-    shared = [session.ask(p, task='refer') for p in prompts]
-    t_session = time.perf_counter() - start
-    same = all(
-        a.answer == b.answer and (a.masks == b.masks).all()
-        for a, b in zip(separate, shared))
-    one = t_separate / len(prompts)
-    row = dict(
-        questions=len(prompts), separate_runs_s=round(t_separate, 3),
-        one_session_s=round(t_session, 3),
-        session_over_one_question=round(t_session / one, 2),
-        speedup=round(t_separate / t_session, 2), same_answers=same)
-    print(row, flush=True)
-    return row
+    rows = []
+    for mode in ('teacher_forced', 'generate'):
+        kwargs = dict(hd_num=args.questions_hd, answer_mode=mode,
+                      generation_cfg=dict(max_new_tokens=args.tokens))
+        inferencer(image, 'refer', prompt=prompts[0], **kwargs)  # warm-up
+        start = time.perf_counter()
+        separate = [
+            inferencer(image, 'refer', prompt=p, **kwargs)[0]
+            for p in prompts
+        ]
+        t_separate = time.perf_counter() - start
+        start = time.perf_counter()
+        session = inferencer.session(image, hd_num=args.questions_hd,
+                                     generation_cfg=kwargs['generation_cfg'])
+        shared = [session.ask(p, task='refer', answer_mode=mode)
+                  for p in prompts]
+        t_session = time.perf_counter() - start
+        same = all(a.answer == b.answer and (a.masks == b.masks).all()
+                   for a, b in zip(separate, shared))
+        one = t_separate / len(prompts)
+        rows.append(dict(
+            answer_mode=mode, hd_num=args.questions_hd,
+            questions=len(prompts), separate_runs_s=round(t_separate, 3),
+            one_session_s=round(t_session, 3),
+            session_in_single_questions=round(t_session / one, 2),
+            speedup=round(t_separate / t_session, 2), same_answers=same))
+        print(rows[-1], flush=True)
+    return rows
 
 
 def scene_run(root: str, path: str, window: int, out_dir: str) -> dict:
@@ -160,6 +174,7 @@ def main(argv=None):
     parser.add_argument('--images', type=int, default=16)
     parser.add_argument('--tokens', type=int, default=32)
     parser.add_argument('--questions', type=int, default=8)
+    parser.add_argument('--questions-hd', type=int, default=9)
     parser.add_argument('--scenes', type=int, nargs='+',
                         default=[4096, 16384])
     parser.add_argument('--window', type=int, default=1024)

@@ -325,8 +325,8 @@ def write_scene_geotiff(path: str,
     """A ``size`` px square georeferenced RGB GeoTIFF (tiled, deflate),
     written block by block from synthetic ``tile`` px scenes, never whole:
     a large scene for trying windowed inference and GIS outputs."""
-    from geopixel.gis.dependencies import require
-    rasterio = require('rasterio', 'writing a GeoTIFF')
+    from geopixel.gis.dependencies import require_raster
+    rasterio = require_raster('writing a GeoTIFF')
     from rasterio.transform import from_origin
     from rasterio.windows import Window
     generator = SceneGenerator(tile, tile)
