@@ -19,6 +19,7 @@ from PIL import Image
 from geopixel.datasets.transforms import (FormatChat, LoadGroundingMasks,
                                           LoadImageRGB,
                                           LoadInstanceAnnotations, TileImage)
+from geopixel.datasets.transforms.image_io import tiff_band_count
 from geopixel.registry import TILERS, TRANSFORMS
 from geopixel.utils import BadRecordError
 
@@ -32,17 +33,24 @@ class LoadInferenceImage(LoadImageRGB):
     """:class:`LoadImageRGB` for what a user holds in ``results['img']``.
 
     A path is decoded by ``LoadImageRGB``'s rules (pixel cap, bands,
-    stretch). An array must be H x W x 3 uint8 RGB; a PIL image must have
-    8 bits per sample (other images: pass the file's path, which the
-    band and stretch rules read exactly). ``results['name']`` names the
-    image in errors.
+    stretch), except that a single-band TIFF needs ``bands`` (a SAR band,
+    a DEM or a panchromatic band is not a photograph: the user says how to
+    show it, as the GIS reader asks). An array must be H x W x 3 uint8
+    RGB; a PIL image must have 8 bits per sample (other images: pass the
+    file's path, which the band and stretch rules read exactly).
+    ``results['name']`` names the image in errors.
     """
 
     def transform(self, results: dict) -> dict:
         image = results.pop('img')
         name = results.get('name')
         if isinstance(image, (str, os.PathLike)):
-            results['img_path'] = os.fspath(image)
+            path = results['img_path'] = os.fspath(image)
+            if self.bands is None and tiff_band_count(path) == 1:
+                raise BadRecordError(
+                    'a single-band raster: say how to show it, e.g. '
+                    'bands=(1, 1, 1) (tools/infer.py --bands 1,1,1) for '
+                    'grey', path, name)
             return super().transform(results)
         if isinstance(image, Image.Image):
             if image.mode not in PIL_8BIT_MODES:

@@ -418,3 +418,28 @@ def test_scene_mask_is_each_windows_own_answer_on_its_core(synthetic_root,
         core = stitched[win.core_y0:win.core_y1, win.core_x0:win.core_x1]
         assert np.array_equal(core, expected[win.core_slices])
     assert result.mask.area == int(stitched.sum())
+
+
+@pytest.mark.parametrize('count', [1, 12])
+def test_tiffs_of_1_or_12_bands_need_a_band_choice(inferencer, test_images,
+                                                   tmp_path, count):
+    """Without the GIS extra too: the config's loader reads the TIFF."""
+    tifffile = pytest.importorskip('tifffile')
+    rgb = np.asarray(Image.open(test_images[0]))
+    bands = np.stack([rgb[..., i % 3] for i in range(count)]).astype(
+        np.uint16) * 257
+    path = str(tmp_path / f'b{count}.tif')
+    if count == 1:
+        tifffile.imwrite(path, bands[0], photometric='minisblack')
+    else:  # one page of 12 samples per pixel
+        tifffile.imwrite(path, bands, photometric='minisblack',
+                         planarconfig='separate')
+    problem = 'single-band raster.*bands=\\(1, 1, 1\\)' if count == 1 else \
+        '12 bands.*bands=\\('
+    with pytest.raises(BadRecordError, match=f'b{count}.tif.*{problem}'):
+        inferencer(path)
+    inf = GeoPixelInferencer(inferencer.model, cfg=inferencer.cfg,
+                             bands=(1, 2, 3) if count > 1 else (1, 1, 1),
+                             show_progress=False)
+    result, = inf(path, generation_cfg=dict(max_new_tokens=2))
+    assert result.ok and result.size == rgb.shape[:2]

@@ -157,6 +157,21 @@ def _decode_png16(path, record, height, width):
     return samples[..., order], channels in (2, 4)
 
 
+def tiff_band_count(path: str) -> Optional[int]:
+    """Samples per pixel of a TIFF's first image (alpha included), from
+    its header; None if ``path`` is not a readable TIFF (its decoder then
+    names the problem)."""
+    try:
+        with open(path, 'rb') as f:
+            if f.read(4) not in _TIFF_MAGIC:
+                return None
+        import tifffile
+        with tifffile.TiffFile(path) as tif:
+            return int(tif.pages.first.samplesperpixel)
+    except Exception:  # a broken file: reading it reports the problem
+        return None
+
+
 def _decode_tiff(path, record, max_pixels, keep_bands):
     """TIFFs that PIL decodes exactly go to PIL; the rest to tifffile."""
     try:
