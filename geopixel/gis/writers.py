@@ -8,10 +8,11 @@ so a reader never sees a half-written file and a failed run leaves none.
 """
 import os
 import os.path as osp
-import tempfile
 import warnings
 
 import numpy as np
+
+from geopixel.engine.checkpoint import temporary_sibling
 
 from .dependencies import require_raster
 from .vector import as_binary_mask
@@ -42,10 +43,7 @@ class MaskRasterWriter:
         self.path = path
         self.width, self.height = width, height
         self.dtype = np.dtype(dtype)
-        folder = osp.dirname(osp.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(
-            prefix='.' + osp.basename(path) + '.', suffix='.tif', dir=folder)
+        fd, self._tmp = temporary_sibling(path, suffix='.tif')
         os.close(fd)
         profile = dict(
             driver='GTiff', width=width, height=height, count=1,

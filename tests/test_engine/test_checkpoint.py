@@ -42,6 +42,22 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path,
     assert os.listdir(tmp_path) == ['ckpt.pth']  # no temp file left behind
 
 
+@pytest.mark.parametrize('umask', [0o022, 0o077])
+def test_atomic_files_get_the_mode_a_plain_write_gets(tmp_path, umask):
+    """mkstemp makes 0600 files; a renamed checkpoint must not stay
+    private to its writer when the umask says otherwise."""
+    old = os.umask(umask)
+    try:
+        atomic_write(b'x', str(tmp_path / 'a.pth'))
+        with open(tmp_path / 'b.pth', 'wb') as f:
+            f.write(b'x')
+    finally:
+        os.umask(old)
+    mode = os.stat(tmp_path / 'a.pth').st_mode & 0o777
+    assert mode == os.stat(tmp_path / 'b.pth').st_mode & 0o777 == \
+        0o666 & ~umask
+
+
 def test_backend_is_registered_and_used_by_save_checkpoint(tmp_path):
     backend = get_file_backend(str(tmp_path), backend_args=dict(
         backend=ATOMIC_BACKEND))
