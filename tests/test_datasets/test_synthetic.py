@@ -173,7 +173,7 @@ def test_a_large_georeferenced_scene_is_written_by_blocks(tmp_path):
     with rasterio.open(path) as src:
         assert (src.width, src.height, src.count) == (300, 300, 3)
         assert src.crs.to_epsg() == 32633
-        assert src.transform * (0, 0) == (500000.0, 4100000.0)
-        assert src.transform * (300, 300) == (500150.0, 4099850.0)
+        assert src.transform @ (0, 0) == (500000.0, 4100000.0)
+        assert src.transform @ (300, 300) == (500150.0, 4099850.0)
         block = src.read(window=((128, 256), (0, 128)))
         assert block.std() > 0  # a scene, not a blank block
