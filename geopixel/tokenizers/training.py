@@ -7,6 +7,8 @@ synthetic data trains one (``tokenizer/``), and
 import io
 import os
 import os.path as osp
+import re
+import string
 from collections import Counter
 from typing import Dict, Iterable, List
 
@@ -15,8 +17,9 @@ from .internlm2 import InternLM2Tokenizer
 DEFAULT_VOCAB_SIZE = 1000
 # sentencepiece pieces that every model holds besides the characters:
 # <unk>, <s>, </s>, the two chat pieces and one piece per byte
+META_PIECES = ('<unk>', '<s>', '</s>')
 CHAT_PIECES = ('[UNUSED_TOKEN_145]', '[UNUSED_TOKEN_146]')
-FIXED_PIECES = 3 + len(CHAT_PIECES) + 256
+FIXED_PIECES = len(META_PIECES) + len(CHAT_PIECES) + 256
 
 
 class VocabSizeError(ValueError):
@@ -26,10 +29,11 @@ class VocabSizeError(ValueError):
 def min_vocab_size(texts: Iterable[str]) -> int:
     """The smallest ``vocab_size`` :func:`train_tokenizer` accepts for
     ``texts``: the fixed pieces plus one per distinct character
-    (sentencepiece keeps every character, the chat pieces aside)."""
+    (sentencepiece keeps every character outside the fixed pieces' own
+    text)."""
     chars = set()
     for text in texts:
-        for piece in CHAT_PIECES:
+        for piece in META_PIECES + CHAT_PIECES:
             text = text.replace(piece, '')
         chars.update(text.replace('\n', ' '))
     return FIXED_PIECES + len(chars)
@@ -73,8 +77,8 @@ def train_tokenizer(texts: List[str], out_dir: str,
     if vocab_size < needed:
         raise VocabSizeError(
             f'vocab size {vocab_size} is too small for these texts: they '
-            f'need at least {needed} pieces ({FIXED_PIECES} fixed: <unk>, '
-            f'<s>, </s>, {len(CHAT_PIECES)} chat pieces, 256 bytes; plus '
+            f'need at least {needed} pieces ({FIXED_PIECES} fixed: '
+            f'{", ".join(META_PIECES + CHAT_PIECES)}, 256 bytes; plus '
             f'{needed - FIXED_PIECES} distinct characters)')
     # sentencepiece skips longer sentences silently; keep every one
     longest = max((len(s.encode('utf-8')) for s in sentences), default=0)
@@ -117,17 +121,23 @@ def word_coverage(tokenizer: InternLM2Tokenizer,
                   examples: int = 10) -> Dict:
     """How ``tokenizer`` cuts the words of ``sentences``.
 
-    A word is a whitespace-separated item other than a no-split token
-    (``[SEG]``, ``<p>``...), encoded as it stands after a space. Returns the
-    word count, the fraction that is one token (of all occurrences and of
+    A word is a run of letters (digits are always split, one piece each;
+    punctuation is not part of a word), encoded as it stands after a space;
+    no-split tokens (``[SEG]``, ``<p>``...) are not words. Returns the word
+    count, the fraction that is one token (of all occurrences and of
     distinct words), the mean pieces per word, the most frequent words cut
-    into pieces, and the characters that fall back to bytes or to
-    ``<unk>`` (the model sees them as bytes or not at all).
+    into pieces, and the characters (any, outside whitespace) that fall
+    back to bytes or to ``<unk>``: the model sees them as bytes, or not at
+    all.
     """
     sp = tokenizer.sp_model
-    no_split = set(tokenizer.no_split_tokens)
-    counts = Counter(word for sentence in sentences
-                     for word in sentence.split() if word not in no_split)
+    plain = []
+    for sentence in sentences:
+        for token in tokenizer.no_split_tokens:
+            sentence = sentence.replace(token, ' ')
+        plain.append(sentence)
+    counts = Counter(word for sentence in plain
+                     for word in re.findall(r'[^\W\d_]+', sentence))
     pieces = {word: len(tokenizer.tokenize(' ' + word)) for word in counts}
     total = sum(counts.values())
     whole = sum(n for word, n in counts.items() if pieces[word] == 1)
@@ -136,9 +146,9 @@ def word_coverage(tokenizer: InternLM2Tokenizer,
 
     def falls_back(char, check):
         ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(char))
-        return any(i < sp.GetPieceSize() and check(i) for i in ids)
+        return any(check(i) for i in ids)
 
-    chars = sorted(set(''.join(counts)))
+    chars = sorted(set(''.join(plain)) - set(string.whitespace))
     return dict(
         words=total,
         distinct_words=len(counts),
