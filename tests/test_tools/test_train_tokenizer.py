@@ -184,3 +184,11 @@ def test_command_line_error_has_no_traceback(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
         f'error: file {blank}: no sentences found (text lines)')
+
+
+def test_a_sentence_over_sentencepiece_length_limit_is_kept(tmp_path):
+    """sentencepiece skips sentences over 4192 bytes unless told."""
+    texts = template_texts() + ['qzjv ' * 1000]
+    train_tokenizer(texts, str(tmp_path), 400)
+    tokenizer = InternLM2Tokenizer.from_pretrained(str(tmp_path))
+    assert tokenizer.tokenize(' qzjv') == ['▁qzjv']
