@@ -13,17 +13,18 @@ Output folder::
 
 Paths inside GeoPixelD JSON start with ``data/``, as in the official release.
 """
-import io
 import json
 import os
 import os.path as osp
 import pickle
 import shutil
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import cv2
 import numpy as np
+
+from geopixel.tokenizers.training import train_tokenizer
 
 from ..chat import (
     GCG_INFERENCE_QUESTION,
@@ -72,51 +73,6 @@ def _dump_json(obj, path: str) -> None:
     with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(obj, f)
     os.replace(tmp, path)
-
-
-def train_tokenizer(texts: List[str], out_dir: str,
-                    vocab_size: int = 1000) -> str:
-    """Train a byte-fallback BPE sentencepiece model with InternLM2 pieces.
-
-    Settings mirror InternLM2's model (no dummy prefix, whitespace kept,
-    digits split, byte fallback) and the chat pieces ``[UNUSED_TOKEN_145]``
-    / ``[UNUSED_TOKEN_146]`` are user-defined, so the chat template
-    tokenizes as it does with the real tokenizer. ``[SEG]``, ``<p>`` and
-    ``</p>`` are added on top, like the official recipe does.
-    """
-    import sentencepiece as spm
-
-    from geopixel.tokenizers import InternLM2Tokenizer
-    os.makedirs(out_dir, exist_ok=True)
-    model = io.BytesIO()
-    # Training from an iterator into memory keeps file paths out of the
-    # model's trainer spec, so the file is byte-identical for a given seed.
-    spm.SentencePieceTrainer.Train(
-        sentence_iterator=iter([t.replace('\n', ' ') for t in texts]),
-        model_writer=model,
-        model_type='bpe',
-        vocab_size=vocab_size,
-        hard_vocab_limit=False,
-        byte_fallback=True,
-        split_digits=True,
-        character_coverage=1.0,
-        add_dummy_prefix=False,
-        remove_extra_whitespaces=False,
-        normalization_rule_name='identity',
-        allow_whitespace_only_pieces=True,
-        user_defined_symbols=['[UNUSED_TOKEN_145]', '[UNUSED_TOKEN_146]'],
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        num_threads=1,
-        minloglevel=2)
-    with open(osp.join(out_dir, InternLM2Tokenizer.vocab_file_name),
-              'wb') as f:
-        f.write(model.getvalue())
-    tokenizer = InternLM2Tokenizer.from_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
 
 
 def generate_synthetic_dataset(out_dir: str,
