@@ -2,7 +2,6 @@
 weights): its JSON, and its model scores equal to the config's own
 teacher-forced prediction."""
 import json
-import os
 import os.path as osp
 import pickle
 import shutil
@@ -27,10 +26,8 @@ def tool():
 
 @pytest.fixture(scope='module')
 def workspace(synthetic_root, tmp_path_factory):
-    """``data/synthetic`` and a checkpoint of the tiny RRSIS model."""
+    """A folder with a checkpoint of the tiny RRSIS model."""
     root = tmp_path_factory.mktemp('refer_probe')
-    (root / 'data').mkdir()
-    os.symlink(synthetic_root, root / 'data' / 'synthetic')
     cfg = get_config(CONFIG, synthetic_root)
     torch.save(tiny_model(cfg).state_dict(), root / 'rrsis.pth')
     return root
@@ -38,12 +35,10 @@ def workspace(synthetic_root, tmp_path_factory):
 
 @pytest.mark.slow
 def test_tool_reports_and_scores_like_the_test_loop(tool, workspace,
-                                                    synthetic_root,
-                                                    monkeypatch):
-    monkeypatch.chdir(workspace)
+                                                    synthetic_root):
     out = workspace / 'probe.json'
     tool.main([CONFIG, str(workspace / 'rrsis.pth'), '--out', str(out),
-               '--device', 'cpu'])
+               '--synthetic-root', synthetic_root, '--device', 'cpu'])
     result = json.load(open(out))
     assert result['split'] == 'test'
     assert result['answer_mode'] == 'teacher_forced'
@@ -78,9 +73,7 @@ def test_tool_reports_and_scores_like_the_test_loop(tool, workspace,
 
 @pytest.mark.slow
 def test_data_without_records_and_max_samples(tool, workspace,
-                                              synthetic_root, tmp_path,
-                                              monkeypatch):
-    monkeypatch.chdir(workspace)  # the config's tokenizer folder
+                                              synthetic_root, tmp_path):
     root = tmp_path / 'rrsisd'
     shutil.copytree(osp.join(synthetic_root, 'rrsisd'), root)
     refs_file = root / 'rrsisd' / 'refs(unc).p'
@@ -92,7 +85,7 @@ def test_data_without_records_and_max_samples(tool, workspace,
     pickle.dump(refs, open(refs_file, 'wb'))
     inferencer, dataset = tool.load_inferencer(
         CONFIG, str(workspace / 'rrsis.pth'), data_root=str(root),
-        device='cpu')
+        device='cpu', synthetic_root=synthetic_root)
     result = tool.probe_model(inferencer, dataset, max_samples=5)
     assert result['samples'] == 5 and result['images'] == 2
     assert not result['expression_types']['available']
@@ -111,3 +104,26 @@ def test_usage_errors(tool):
     with pytest.raises(SystemExit) as exit_info:
         tool.parse_args(['c', 'k', '--max-samples', '0'])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.slow
+def test_benchmark_learning_reports_the_probes(tmp_path):
+    from tests.test_tools.test_misc_tools import run
+    work = tmp_path / 'bench'
+    loaders = [f'{split}_dataloader.{key}'
+               for split in ('train', 'val', 'test')
+               for key in ('num_workers=0', 'persistent_workers=False')]
+    run(['tools/analysis/benchmark_learning.py', '--work-dir', str(work),
+         '--max-iters', '5', '--val-interval', '5', '--images', '12',
+         '--size', '192', '--cfg-options'] + loaders)
+    summary = json.load(open(work / 'summary.json'))
+    assert set(summary['baselines']) == {'all_zero', 'whole_image',
+                                         'all_objects'}
+    probe = summary['refer_probe']
+    assert summary['baselines']['all_objects'] == probe['scores'][
+        'all_objects']['overall']
+    assert probe['expression_types']['available']
+    assert probe['scores']['model']['overall']['mIoU'] == pytest.approx(
+        summary['test']['rrsis/mIoU'], abs=1e-9)
+    assert probe['swap']['samples'] > 0
+    assert (work / 'curve.png').exists()

@@ -2,13 +2,17 @@
 baselines, the sentence-swap probe and the [SEG] probes on an RRSIS split.
 
     python tools/analysis/refer_probe.py CONFIG CHECKPOINT
-        [--data-root DIR] [--split test] [--max-samples N] [--out JSON]
-        [--device cpu] [--trust-checkpoint] [--cfg-options k=v ...]
+        [--data-root DIR] [--synthetic-root DIR] [--split test]
+        [--max-samples N] [--out JSON] [--device cpu] [--trust-checkpoint]
+        [--cfg-options k=v ...]
 
 The model is built from CONFIG and CHECKPOINT as tools/test.py loads them
 and answers every sentence of an image from one encoding, teacher-forced
-(GeoPixelInferencer). ``--data-root`` replaces the test dataset's
-``data_root`` (the folder holding ``rrsisd/`` and ``images/``). Prints one
+(GeoPixelInferencer). ``--synthetic-root`` points every ``data/synthetic``
+path of the config (data roots and the tokenizer the model was trained
+with) at another folder, as benchmark_learning.py does; ``--data-root``
+then replaces the test dataset's ``data_root`` (the folder holding
+``rrsisd/`` and ``images/``). Prints one
 JSON (also written to ``--out``); docs/en/notes/benchmarks.md describes
 its fields. The rules live in
 geopixel/evaluation/functional/refer_probes.py.
@@ -137,13 +141,17 @@ def load_inferencer(config: str, checkpoint: str,
                     data_root: Optional[str] = None, split: str = 'test',
                     cfg_options: Optional[dict] = None,
                     trust_checkpoint: bool = False,
-                    device: Optional[str] = None):
+                    device: Optional[str] = None,
+                    synthetic_root: Optional[str] = None):
     """The inferencer (model loaded as tools/test.py loads it) and the
     config's test dataset at ``data_root`` / ``split``."""
     from geopixel.apis import GeoPixelInferencer
     from geopixel.engine.runner_setup import load_config, trusts_checkpoint
     from geopixel.registry import DATASETS
+    from geopixel.testing import relocate
     cfg = load_config(config, cfg_options)
+    if synthetic_root is not None:
+        relocate(cfg, synthetic_root)
     if data_root is not None:
         cfg.test_dataloader.dataset.data_root = data_root
     cfg.test_dataloader.dataset.split = split
@@ -163,6 +171,9 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     parser.add_argument('checkpoint')
     parser.add_argument('--data-root', help='RRSIS-layout folder holding '
                         'rrsisd/ and images/ (default: the config\'s)')
+    parser.add_argument('--synthetic-root', help='point every data/'
+                        'synthetic path of the config (data roots, '
+                        'tokenizer) at this folder')
     parser.add_argument('--split', default='test',
                         choices=('train', 'val', 'test'))
     parser.add_argument('--max-samples', type=int,
@@ -186,7 +197,8 @@ def main(argv=None):
     from geopixel.evaluation.functional.files import json_safe, write_scores
     inferencer, dataset = load_inferencer(
         args.config, args.checkpoint, args.data_root, args.split,
-        args.cfg_options, args.trust_checkpoint, args.device)
+        args.cfg_options, args.trust_checkpoint, args.device,
+        args.synthetic_root)
     result = dict(config=args.config, checkpoint=args.checkpoint,
                   **probe_model(inferencer, dataset, args.max_samples))
     write_scores(args.out, result)
