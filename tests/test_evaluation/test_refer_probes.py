@@ -301,3 +301,61 @@ def test_logistic_probe_majority_and_inputs():
 def test_alternate_images_splits_by_image():
     train = rp.alternate_images([7, 7, 3, 9, 3, 9, 1])
     assert train.tolist() == [True, True, False, True, False, True, False]
+
+
+@pytest.fixture(scope='module')
+def train_split(synthetic_root):
+    return rp.read_refer_split(
+        dataset_at(osp.join(synthetic_root, 'rrsisd'), split='train'))
+
+
+def one_hot(values):
+    names = sorted(set(values), key=str)
+    return [np.eye(len(names))[names.index(v)] for v in values]
+
+
+def test_report_of_a_model_that_follows_the_sentence(train_split):
+    split = train_split
+    images = split.images
+    masks = {s.key: images[s.image_id].masks[s.ann_id] for s in split.pool}
+    # [SEG] states that say the target's colour and category exactly
+    states = {
+        s.key: np.concatenate([c, k]) for s, c, k in zip(
+            split.pool, one_hot([s.colour for s in split.pool]),
+            one_hot([s.category for s in split.pool]))
+    }
+    report = rp.probe_report(split, masks, states, states)
+    assert report['scores']['model']['overall']['mIoU'] == 100
+    assert report['objects']['best_match_is_target'] == 1.0
+    swap = report['swap']
+    assert swap['samples'] == len(split.samples)  # 2 refs per image
+    assert swap['changed_fraction'] == swap['landed_fraction'] == 1.0
+    train = rp.alternate_images([s.image_id for s in split.samples])
+    for name in ('colour', 'category'):
+        labels = [getattr(s, name) for s in split.samples]
+        seen = {v for v, t in zip(labels, train) if t}
+        expected = np.mean([v in seen for v, t in zip(labels, train)
+                            if not t])
+        probe = report['seg']['linear_probe'][name]['seg_state']
+        assert probe['accuracy'] == pytest.approx(expected)
+        assert probe['accuracy'] > probe['majority_accuracy']
+
+
+def test_report_of_a_model_that_ignores_the_sentence(train_split):
+    split = train_split
+    images = split.images
+    masks = {s.key: images[s.image_id].all_objects() for s in split.pool}
+    # one [SEG] state per image, whatever the sentence
+    states = {s.key: np.arange(4.0) + s.image_id for s in split.pool}
+    report = rp.probe_report(split, masks, states, states)
+    assert report['scores']['model'] == report['scores']['all_objects']
+    swap = report['swap']
+    assert swap['changed_fraction'] == 0.0
+    assert swap['identical_fraction'] == 1.0
+    assert swap['mean_iou']['own_vs_swapped'] == 1.0
+    spread = report['seg']['spread']['seg_state']
+    assert spread['within_image_different_targets'] == pytest.approx(0)
+    assert spread['all_pairs'] > 0
+    empty = {key: np.zeros_like(mask) for key, mask in masks.items()}
+    swap = rp.probe_report(split, empty, states, states)['swap']
+    assert swap['changed_fraction'] == swap['landed_fraction'] == 0.0

@@ -77,63 +77,17 @@ def probe_model(inferencer, dataset,
                 max_samples: Optional[int] = None) -> dict:
     """Everything the tool reports, for a built inferencer and an
     ``RRSISDDataset`` (also what benchmark_learning.py adds)."""
-    import numpy as np
-
-    from geopixel.evaluation.functional import refer_probes as rp
+    from geopixel.evaluation.functional.refer_probes import (probe_report,
+                                                             read_refer_split)
     start = time.perf_counter()
-    split = rp.read_refer_split(dataset, max_samples)
-    samples, images = split.samples, split.images
+    split = read_refer_split(dataset, max_samples)
     masks, states, prompts = predict_sentences(inferencer, split)
     predicted = time.perf_counter()
-
-    swaps = rp.swap_partners(samples, split.pool)
-    swap = rp.swap_probe(
-        [masks[s.key] for s, _ in swaps], [masks[o.key] for _, o in swaps],
-        [images[s.image_id].masks[s.ann_id] for s, _ in swaps],
-        [images[o.image_id].masks[o.ann_id] for _, o in swaps])
-    swap['eligible_fraction'] = len(swaps) / len(samples)
-
-    image_ids = [s.image_id for s in samples]
-    targets = [s.ann_id for s in samples]
-    train = rp.alternate_images(image_ids)
-    vectors = {
-        'seg_state': np.stack([states[s.key] for s in samples]),
-        'seg_prompt': np.stack([prompts[s.key] for s in samples]),
-    }
-    probes = {}
-    for name in ('category', 'colour'):
-        labels = [getattr(s, name) for s in samples]
-        if None in labels:
-            probes[name] = dict(unavailable=f'the data records no {name} '
-                                'for some targets')
-        elif train.all():
-            probes[name] = dict(unavailable='one image: no half to score '
-                                'on')
-        else:
-            probes[name] = {
-                kind: rp.logistic_probe(x, labels, train)
-                for kind, x in vectors.items()
-            }
-    result = dict(
-        split=dataset.split,
-        data_root=dataset.data_root,
-        samples=len(samples),
-        images=len(images),
-        answer_mode='teacher_forced',
-        expression_types=rp.types_available(samples),
-        scores=dict(
-            model=rp.prediction_scores(samples, images, masks),
-            **rp.baseline_scores(samples, images)),
-        objects=rp.object_coverage(samples, images, masks),
-        swap=swap,
-        seg=dict(
-            spread={
-                kind: rp.cosine_spread(x, image_ids, targets)
-                for kind, x in vectors.items()
-            },
-            linear_probe=probes),
-        seconds=dict(predict=round(predicted - start, 2),
-                     total=round(time.perf_counter() - start, 2)))
+    result = dict(split=dataset.split, data_root=dataset.data_root,
+                  answer_mode='teacher_forced',
+                  **probe_report(split, masks, states, prompts))
+    result['seconds'] = dict(predict=round(predicted - start, 2),
+                             total=round(time.perf_counter() - start, 2))
     return result
 
 

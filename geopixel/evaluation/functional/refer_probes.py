@@ -475,3 +475,63 @@ def logistic_probe(features: np.ndarray, labels: Sequence,
         classes=len(set(labels)),
         train_samples=int(train.sum()),
         test_samples=len(test))
+
+
+def linear_probes(samples: Sequence[ReferSample],
+                  vectors: Dict[str, np.ndarray]) -> dict:
+    """:func:`logistic_probe` from each kind of per-sample vector to the
+    target's category and colour, trained on :func:`alternate_images`;
+    ``dict(unavailable=reason)`` where a probe cannot run."""
+    train = alternate_images([s.image_id for s in samples])
+    probes = {}
+    for name in ('category', 'colour'):
+        labels = [getattr(s, name) for s in samples]
+        if None in labels:
+            probes[name] = dict(unavailable=f'the data records no {name} '
+                                'for some targets')
+        elif train.all():
+            probes[name] = dict(unavailable='one image: no half to score '
+                                'on')
+        else:
+            probes[name] = {
+                kind: logistic_probe(x, labels, train)
+                for kind, x in vectors.items()
+            }
+    return probes
+
+
+def probe_report(split: ReferSplit, masks: Dict[tuple, np.ndarray],
+                 states: Dict[tuple, np.ndarray],
+                 prompts: Dict[tuple, np.ndarray]) -> dict:
+    """Every probe of a split, from the predicted masks, ``[SEG]`` states
+    and prompts of each sentence of ``split.pool`` (keyed by
+    ``ReferSample.key``): the JSON of ``tools/analysis/refer_probe.py``
+    without its run details."""
+    samples, images = split.samples, split.images
+    swaps = swap_partners(samples, split.pool)
+    swap = swap_probe(
+        [masks[s.key] for s, _ in swaps], [masks[o.key] for _, o in swaps],
+        [images[s.image_id].masks[s.ann_id] for s, _ in swaps],
+        [images[o.image_id].masks[o.ann_id] for _, o in swaps])
+    swap['eligible_fraction'] = len(swaps) / len(samples)
+    vectors = {
+        'seg_state': np.stack([states[s.key] for s in samples]),
+        'seg_prompt': np.stack([prompts[s.key] for s in samples]),
+    }
+    image_ids = [s.image_id for s in samples]
+    targets = [s.ann_id for s in samples]
+    return dict(
+        samples=len(samples),
+        images=len(images),
+        expression_types=types_available(samples),
+        scores=dict(
+            model=prediction_scores(samples, images, masks),
+            **baseline_scores(samples, images)),
+        objects=object_coverage(samples, images, masks),
+        swap=swap,
+        seg=dict(
+            spread={
+                kind: cosine_spread(x, image_ids, targets)
+                for kind, x in vectors.items()
+            },
+            linear_probe=linear_probes(samples, vectors)))
