@@ -1,6 +1,7 @@
 """Refer probes: expression types recorded by the synthetic writer, the
 trivial baselines, the swap probe and the [SEG] probes on constructed
 cases with known answers."""
+import json
 import os.path as osp
 import pickle
 import shutil
@@ -155,7 +156,7 @@ def test_records_on_some_sentences_only_are_an_error(synthetic_root,
 
     root = rewrite_refs(synthetic_root, tmp_path, strip_one)
     with pytest.raises(BadRecordError, match=r'refs\(unc\).p.*sent_id.*'
-                       'no "unique_by" but other sentences'):
+                       'no "unique_by" here, but other sentences'):
         rp.read_refer_split(dataset_at(root))
 
 
@@ -166,6 +167,23 @@ def test_unknown_unique_by_is_an_error(synthetic_root, tmp_path):
 
     root = rewrite_refs(synthetic_root, tmp_path, corrupt)
     with pytest.raises(BadRecordError, match="unknown attribute 'shape'"):
+        rp.read_refer_split(dataset_at(root))
+
+
+def test_annotation_without_segmentation_is_an_error(synthetic_root,
+                                                     tmp_path, split):
+    root = rewrite_refs(synthetic_root, tmp_path, lambda refs: None)
+    path = osp.join(root, 'rrsisd', 'instances.json')
+    instances = read_json(path)
+    referred = {s.ann_id for s in split.pool}
+    ann = next(a for a in instances['annotations']
+               if a['image_id'] == split.samples[0].image_id
+               and a['id'] not in referred)
+    del ann['segmentation']
+    with open(path, 'w') as f:
+        json.dump(instances, f)
+    with pytest.raises(BadRecordError, match=rf'instances.json, record '
+                       rf'annotation {ann["id"]}: .*"segmentation"'):
         rp.read_refer_split(dataset_at(root))
 
 

@@ -19,7 +19,7 @@ and vectors (no model), read from an RRSIS-D (REFER) layout split.
 ``docs/en/notes/benchmarks.md`` says how to read the numbers.
 """
 from dataclasses import dataclass, field
-from typing import (Dict, Hashable, List, Optional, Sequence, Tuple)
+from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -140,11 +140,12 @@ def read_refer_split(dataset,
         if index < len(chosen):
             samples.append(pool[-1])
     _all_or_none(pool, 'expression_type', '"unique_by"', dataset.ann_file)
-    _all_or_none(pool, 'colour', 'a "target" colour', dataset.ann_file)
+    _all_or_none(pool, 'colour', '"target" colour', dataset.ann_file)
     return ReferSplit(samples, images, pool)
 
 
 def _read_images(dataset, infos) -> Dict[int, ReferImage]:
+    from geopixel.datasets.base import is_int
     from geopixel.utils.masks import coco_segmentation_to_mask
     images = {}
     for info in infos:
@@ -161,7 +162,8 @@ def _read_images(dataset, infos) -> Dict[int, ReferImage]:
     file = dataset.instances_file
     for position, ann in enumerate(read_json(file, 'instances file').get(
             'annotations', [])):
-        if not isinstance(ann, dict) or ann.get('image_id') not in images:
+        if not (isinstance(ann, dict) and is_int(ann.get('image_id'))
+                and ann['image_id'] in images):
             continue
         image = images[ann['image_id']]
         record = f'annotation {ann.get("id", "#" + str(position))}'
@@ -215,8 +217,8 @@ def _all_or_none(samples, attribute: str, what: str, file: str) -> None:
     missing = [s for s in samples if getattr(s, attribute) is None]
     if missing and len(missing) < len(samples):
         raise BadRecordError(
-            f'the sentence has no {what} but other sentences of the split '
-            'have one: record it for every sentence or for none', file,
+            f'no {what} here, but other sentences of the split have one: '
+            'record it for every sentence or for none', file,
             missing[0].record)
 
 
