@@ -6,8 +6,11 @@ synthetic RRSIS-D data and score a held-out split against trivial baselines.
         [--work-dir work_dirs/benchmark_learning]
 
 Writes ``summary.json`` (final P@X/oIoU/mIoU on the test split, the
-all-zero and whole-image baselines, iterations, seconds) and ``curve.png``
-(training loss and validation mIoU over iterations) to the work dir.
+all-zero, whole-image and all-objects baselines, iterations, seconds, and
+``refer_probe``: tools/analysis/refer_probe.py's JSON, i.e. scores and
+baselines per expression type, the sentence-swap and [SEG] probes) and
+``curve.png`` (training loss and validation mIoU over iterations) to the
+work dir.
 Set MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ (see docs) on CPU.
 """
 import argparse
@@ -23,23 +26,15 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
 
-def baselines(dataset) -> dict:
-    """mIoU/oIoU of predicting nothing and of predicting the whole image."""
-    import numpy as np
-    from geopixel.evaluation.metrics import RRSISMetric
-    scores = {}
-    for name in ('all_zero', 'whole_image'):
-        metric = RRSISMetric()
-        for idx in range(len(dataset)):
-            results = dataset.get_data_info(idx)
-            results = dataset.pipeline.transforms[0](results)
-            results = dataset.pipeline.transforms[1](results)
-            gt = results['gt_masks']
-            fill = -1.0 if name == 'all_zero' else 1.0
-            pred = np.full((1, ) + gt.shape[1:], fill, np.float32)
-            metric.process(None, [dict(gt_masks=gt, pred_masks=pred)])
-        scores[name] = metric.compute_metrics(metric.results)
-    return scores
+def refer_probe(model, cfg, dataset) -> dict:
+    """tools/analysis/refer_probe.py's JSON for the trained model: scores
+    and baselines per expression type, the swap and [SEG] probes."""
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+    from refer_probe import probe_model
+
+    from geopixel.apis import GeoPixelInferencer
+    return probe_model(
+        GeoPixelInferencer(model, cfg=cfg, show_progress=False), dataset)
 
 
 def plot_curve(scalars_file: str, out_png: str,
@@ -76,6 +71,8 @@ def plot_curve(scalars_file: str, out_png: str,
     if baselines:
         ax2.axhline(baselines['whole_image']['mIoU'], color='grey',
                     linestyle='--', label='whole-image mask')
+        ax2.axhline(baselines['all_objects']['mIoU'], color='grey',
+                    linestyle=':', label='all objects of the scene')
         ax2.axhline(0, color='black', linewidth=0.8)
     ax2.set_ylim(bottom=-0.5)
     ax2.set_xlabel('iteration')
@@ -106,6 +103,8 @@ def main(argv=None):
 
     from geopixel.datasets.synthetic import generate_synthetic_dataset
     from geopixel.engine.runner_setup import load_config, relocate_paths
+    from geopixel.evaluation.functional.refer_probes import BASELINES
+    from mmengine.model import is_model_wrapper
     from mmengine.runner import Runner
 
     data = osp.join(args.work_dir, 'data')
@@ -132,6 +131,9 @@ def main(argv=None):
     # the budget may stop training between checkpoints: keep the final model
     runner.save_checkpoint(args.work_dir, 'final.pth')
     final = runner.test()
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+    probe = refer_probe(model, cfg, runner.test_dataloader.dataset)
     summary = dict(
         config=args.config,
         cfg_options=args.cfg_options,
@@ -143,7 +145,11 @@ def main(argv=None):
         test=final,
         peak_rss_mb=round(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        baselines=baselines(runner.test_dataloader.dataset),
+        baselines={
+            name: probe['scores'][name]['overall']
+            for name in BASELINES
+        },
+        refer_probe=probe,
         malloc_tuned='MALLOC_MMAP_THRESHOLD_' in os.environ)
     summary.update(
         plot_curve(

@@ -152,12 +152,21 @@ _ATTRIBUTE_ORDERS = (
 )
 
 
-def referring_expressions(scene: Scene, index: int) -> Optional[List[str]]:
-    """Up to two expressions that pick out instance ``index`` alone.
+# attribute words in the order a sentence says them
+ATTRIBUTES = ('size', 'colour', 'position')
+
+
+def referring_sentences(scene: Scene, index: int) -> Optional[List[dict]]:
+    """Up to two expressions that pick out instance ``index`` alone, each
+    with the attributes it says.
 
     The first uses the fewest attributes (category, colour, size, position)
     that make the description unique; the second uses all of them, e.g.
-    ``the large white plane at top left``. None if no description is unique.
+    ``the large white plane at top left``. Each item is
+    ``dict(text=..., attributes=[...], unique_by=[...])``: ``attributes``
+    are the words beside the category that the sentence says, ``unique_by``
+    those of the first (shortest unique) description, in ``ATTRIBUTES``
+    order. None if no description is unique.
     """
     target = scene.instances[index]
     positions = [scene.position_of(i) for i in scene.instances]
@@ -180,9 +189,20 @@ def referring_expressions(scene: Scene, index: int) -> Optional[List[str]]:
             unique.append(desc)
     if not unique:
         return None
-    first = _render(unique[0])
-    full = _render(
-        {'category': target.category,
-         **{a: v
-            for a, v in attrs.items() if a != 'category'}})
-    return [first] if full == first else [first, full]
+    full = {'category': target.category,
+            **{a: v for a, v in attrs.items() if a != 'category'}}
+    unique_by = [a for a in ATTRIBUTES if a in unique[0]]
+    sentences = [
+        dict(text=_render(desc),
+             attributes=[a for a in ATTRIBUTES if a in desc],
+             unique_by=unique_by) for desc in (unique[0], full)
+    ]
+    if sentences[1]['text'] == sentences[0]['text']:
+        return sentences[:1]
+    return sentences
+
+
+def referring_expressions(scene: Scene, index: int) -> Optional[List[str]]:
+    """The texts of :func:`referring_sentences` (None if none is unique)."""
+    sentences = referring_sentences(scene, index)
+    return None if sentences is None else [s['text'] for s in sentences]

@@ -11,6 +11,14 @@ Output folder::
     tokenizer/                                          sentencepiece BPE
     meta.json                                           seed, sizes, counts
 
+Beside REFER's keys, each synthetic ref records its ``target``
+(``category``, ``colour``, ``size`` (None or ``large``/``small``) and
+``position``) and each sentence its ``attributes`` (the words beside the
+category it says: ``size``, ``colour``, ``position``) and ``unique_by``
+(those of the shortest unique description of the target), which the refer
+probes (:mod:`geopixel.evaluation.functional.refer_probes`) break scores
+down by.
+
 Paths inside GeoPixelD JSON start with ``data/``, as in the official release.
 """
 import json
@@ -35,7 +43,8 @@ from ..chat import (
 )
 from ..isaid import ISAID_CATEGORY_IDS, ISAID_CLASSES
 from .scene import SceneGenerator
-from .text import gcg_description, referring_expressions
+from .text import (gcg_description, referring_expressions,
+                   referring_sentences)
 
 
 def gcg_split(index: int) -> str:
@@ -177,29 +186,36 @@ def generate_synthetic_dataset(out_dir: str,
         for k in order:
             if made >= refs_per_image:
                 break
-            sentences = referring_expressions(scene, int(k))
+            sentences = referring_sentences(scene, int(k))
             if sentences is None:
                 continue
             ref_id = len(refs)
             sents = []
             for sentence in sentences:
                 sent_id = sum(len(r['sentences']) for r in refs) + len(sents)
-                tokens = sentence.split()
+                tokens = sentence['text'].split()
+                # attributes / unique_by: what the expression says and
+                # what makes it unique (the probes' expression types)
                 sents.append(
-                    dict(raw=sentence, sent=' '.join(tokens), tokens=tokens,
-                         sent_id=sent_id))
-                texts.append(RRSIS_QUESTION.format(ref_exp=sentence))
+                    dict(raw=sentence['text'], sent=' '.join(tokens),
+                         tokens=tokens, sent_id=sent_id,
+                         attributes=sentence['attributes'],
+                         unique_by=sentence['unique_by']))
+                texts.append(RRSIS_QUESTION.format(ref_exp=sentence['text']))
+            inst = scene.instances[int(k)]
             refs.append(
                 dict(
                     ref_id=ref_id,
                     ann_id=inst_ann_ids[int(k)],
                     image_id=i,
-                    category_id=ISAID_CATEGORY_IDS[
-                        scene.instances[int(k)].category],
+                    category_id=ISAID_CATEGORY_IDS[inst.category],
                     split=rrsis_split(i),
                     file_name=jpg_name,
                     sentences=sents,
-                    sent_ids=[s['sent_id'] for s in sents]))
+                    sent_ids=[s['sent_id'] for s in sents],
+                    target=dict(category=inst.category, colour=inst.colour,
+                                size=inst.size_word,
+                                position=scene.position_of(inst))))
             made += 1
 
     categories = [

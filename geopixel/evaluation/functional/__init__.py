@@ -9,6 +9,9 @@ prediction folders written by any model (``tools/analysis/eval_*.py``).
 * ``rrsis``: RRSIS-D, P@X, oIoU, mIoU from per-sample (I, U);
 * ``rrsis_files``: per-sentence prediction files (writer and reader), GT
   samples;
+* ``refer_probes``: does a referring model follow the expression
+  (baselines and scores per expression type, sentence-swap and ``[SEG]``
+  probes);
 * ``rle``: COCO RLE checked without trusting pycocotools on bad input;
 * ``files``: prediction-folder rules (duplicates, missing files, strict
   JSON).
