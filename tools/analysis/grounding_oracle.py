@@ -157,6 +157,7 @@ def main():
                   flush=True)
     model.eval()
     metric = RRSISMetric()
+    areas = []
     with torch.no_grad():
         for i in range(0, len(test), 8):
             batch = model.data_preprocessor(
@@ -170,11 +171,19 @@ def main():
             pred = (point_masks(feats, samples, sizes)
                     if args.mode == 'point' else
                     model.mask_decoder(feats, prompts_for(samples), sizes))
+            for ds, m in zip(samples, pred):
+                areas.append((float((m > 0).sum()),
+                              float(ds.gt_masks[0].sum())))
             metric.process(None, [
                 dict(gt_masks=ds.gt_masks.numpy(), pred_masks=m.numpy())
                 for ds, m in zip(samples, pred)
             ])
+    pred_area = sum(a for a, _ in areas) / len(areas)
+    gt_area = sum(b for _, b in areas) / len(areas)
+    empty = sum(a == 0 for a, _ in areas) / len(areas)
     print(args, metric.compute_metrics(metric.results), flush=True)
+    print(f'mean predicted area {pred_area:.0f} px, target {gt_area:.0f} '
+          f'px, empty predictions {empty:.0%}')
 
 
 if __name__ == '__main__':
