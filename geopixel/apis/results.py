@@ -8,25 +8,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from geopixel.structures import SEG_TOKEN
+from geopixel.structures import seg_phrases
 
-# the phrase right before a [SEG] (the model's rule, as grounded_phrases)
-_PHRASE_AT_END = re.compile(r'<p>((?:(?!<p>).)*?)</p>\s*$', re.S)
 TIMING_KEYS = ('load', 'tiling', 'vision', 'grounding', 'prefill', 'decode',
                'masks')
-
-
-def seg_phrases(text: str) -> List[Optional[str]]:
-    """The phrase of each ``[SEG]`` of ``text`` in order: the ``<p> ...
-    </p>`` right before it, or None where it has none (so entry k always
-    labels mask k, unlike :func:`~geopixel.structures.grounded_phrases`,
-    which skips a ``[SEG]`` without a phrase)."""
-    pieces = text.split(SEG_TOKEN)[:-1]
-    phrases = []
-    for piece in pieces:
-        found = _PHRASE_AT_END.search(piece)
-        phrases.append(found.group(1).strip() if found else None)
-    return phrases
 
 
 def safe_name(text: str, limit: int = 40) -> str:

@@ -25,7 +25,7 @@ from typing import List, Sequence, Union
 
 import numpy as np
 
-from geopixel.engine.checkpoint import atomic_write
+from geopixel.utils.files import atomic_write
 
 from .dependencies import require
 

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from geopixel.engine.checkpoint import temporary_sibling
+from geopixel.utils.files import temporary_sibling
 
 from .dependencies import require_raster
 from .vector import as_binary_mask

@@ -2,12 +2,13 @@
 model and the metrics."""
 from .vocabulary import (GEOPIXEL_TOKENS, IGNORE_INDEX, PHRASE_END,
                          PHRASE_START, SEG_TOKEN, count_seg, glamm_caption,
-                         glamm_phrases, grounded_phrases, phrase_category)
+                         glamm_phrases, grounded_phrases, phrase_category,
+                         seg_phrases)
 
 __all__ = [
     'GeoPixelDataSample', 'GEOPIXEL_TOKENS', 'IGNORE_INDEX', 'PHRASE_END',
     'PHRASE_START', 'SEG_TOKEN', 'count_seg', 'glamm_caption',
-    'glamm_phrases', 'grounded_phrases', 'phrase_category'
+    'glamm_phrases', 'grounded_phrases', 'phrase_category', 'seg_phrases'
 ]
 
 

@@ -21,7 +21,7 @@ They agree on well-formed answers; they differ when a phrase lost its
 ``[SEG]``, and the metric then sees the misalignment GLaMM would see.
 """
 import re
-from typing import List
+from typing import List, Optional
 
 SEG_TOKEN = '[SEG]'
 PHRASE_START = '<p>'
@@ -35,11 +35,26 @@ IGNORE_INDEX = -100
 # a phrase never spans another <p>: a dangling one is skipped, not merged
 _GROUNDED_PHRASE = re.compile(r'<p>((?:(?!<p>).)*?)</p>\s*\[SEG\]', re.S)
 _GLAMM_PHRASE = re.compile(r'<p>(.*?)</p>')
+# the phrase right before a [SEG] (the model's rule, as grounded_phrases)
+_PHRASE_AT_END = re.compile(r'<p>((?:(?!<p>).)*?)</p>\s*$', re.S)
 
 
 def grounded_phrases(text: str) -> List[str]:
     """The model's rule: the phrase before each ``[SEG]``, stripped."""
     return [m.strip() for m in _GROUNDED_PHRASE.findall(text)]
+
+
+def seg_phrases(text: str) -> List[Optional[str]]:
+    """The phrase of each ``[SEG]`` of ``text`` in order: the ``<p> ...
+    </p>`` right before it, or None where it has none (so entry k always
+    labels mask k, unlike :func:`grounded_phrases`,
+    which skips a ``[SEG]`` without a phrase)."""
+    pieces = text.split(SEG_TOKEN)[:-1]
+    phrases = []
+    for piece in pieces:
+        found = _PHRASE_AT_END.search(piece)
+        phrases.append(found.group(1).strip() if found else None)
+    return phrases
 
 
 def glamm_phrases(text: str) -> List[str]:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from geopixel.apis import GeoPixelInferencer, InferenceResult
-from geopixel.apis.results import seg_phrases
+from geopixel.structures import seg_phrases
 from geopixel.datasets.chat import (GCG_INFERENCE_QUESTION, INTERNLM2_CHAT,
                                     RRSIS_ANSWER, RRSIS_QUESTION)
 from geopixel.datasets.transforms import FormatChat
