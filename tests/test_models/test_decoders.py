@@ -11,10 +11,11 @@ KINDS = ('sam2', 'sam')
 SIZES = [(300, 200), (180, 260)]
 
 
-def build(kind, weights=None, frozen=False):
+def build(kind, weights=None, frozen=False, **overrides):
     """The tiny decoder of ``kind`` and the encoder it pairs with, sized
     from that encoder as the composite model does; ``weights`` is the file
-    or folder of released weights to load."""
+    or folder of released weights to load, ``overrides`` other decoder
+    arguments."""
     from geopixel.registry import GROUNDING_ENCODERS, MASK_DECODERS
     if kind == 'sam2':
         encoder_cfg = tiny_component_cfg('grounding_encoder')
@@ -23,6 +24,7 @@ def build(kind, weights=None, frozen=False):
         encoder_cfg, cfg = tiny_sam_cfgs()
     if weights is not None:
         cfg['checkpoint'] = weights
+    cfg.update(overrides)
     torch.manual_seed(0)
     encoder = GROUNDING_ENCODERS.build(encoder_cfg)
     cfg.update(embed_dim=encoder.hidden_dim, image_size=encoder.input_size,
@@ -147,7 +149,7 @@ def test_sam_crops_the_resize_padding_before_resizing(height, width):
 
 def test_sam2_loads_prompt_encoder_and_decoder_of_a_sam2_checkpoint(
         tmp_path):
-    _, source = build('sam2')
+    _, source = build('sam2', locator=False)
     state = {}
     for key, value in source.state_dict().items():
         head, rest = key.split('.', 1)
@@ -155,10 +157,23 @@ def test_sam2_loads_prompt_encoder_and_decoder_of_a_sam2_checkpoint(
     state['image_encoder.trunk.pos_embed'] = torch.zeros(1)  # not ours
     path = tmp_path / 'sam2_tiny.pt'
     torch.save({'model': state}, path)
-    _, loaded = build('sam2', weights=str(path))
+    _, loaded = build('sam2', weights=str(path), locator=False)
     for key, value in loaded.state_dict().items():
         head, rest = key.split('.', 1)
         assert torch.equal(value, state[f'sam_{head}.{rest}']), key
+    # with a locator (ours, not SAM2's) every SAM2 weight still loads and
+    # the locator keeps its initialisation
+    _, fresh = build('sam2', locator=True)
+    _, located = build('sam2', weights=str(path), locator=True)
+    for key, value in located.state_dict().items():
+        head, rest = key.split('.', 1)
+        expected = (fresh.state_dict()[key] if head.startswith('locator_')
+                    else state[f'sam_{head}.{rest}'])
+        assert torch.equal(value, expected), key
+    del state['sam_mask_decoder.iou_token.weight']
+    torch.save({'model': state}, path)
+    with pytest.raises(RuntimeError, match='iou_token'):
+        build('sam2', weights=str(path), locator=True)
 
 
 def test_sam_loads_the_decoder_of_a_hf_sam_folder(tmp_path):
@@ -174,3 +189,69 @@ def test_sam_loads_the_decoder_of_a_hf_sam_folder(tmp_path):
                        state['prompt_encoder.no_mask_embed.weight'])
     for key, value in loaded.mask_decoder.state_dict().items():
         assert torch.equal(value, state['mask_decoder.' + key]), key
+
+
+def build_locator():
+    """The tiny SAM2 decoder with the locator, and its encoder."""
+    from geopixel.registry import GROUNDING_ENCODERS, MASK_DECODERS
+    cfg = dict(tiny_component_cfg('mask_decoder'), locator=True)
+    torch.manual_seed(0)
+    encoder = GROUNDING_ENCODERS.build(tiny_component_cfg('grounding_encoder'))
+    cfg.update(embed_dim=encoder.hidden_dim, image_size=encoder.input_size)
+    return encoder, MASK_DECODERS.build(cfg)
+
+
+def test_without_a_locator_there_is_no_auxiliary_loss():
+    _, decoder = build('sam2', locator=False)
+    assert decoder.auxiliary_loss({}, [], []) is None
+
+
+def test_locator_learns_to_point_at_the_target():
+    """Only the locator and one prompt train, on its pointing loss alone:
+    its best cell must end inside the target square."""
+    encoder, decoder = build_locator()
+    image = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        features = encoder(encoder.preprocess([image]))
+    target = torch.zeros(1, 64, 64)
+    target[0, 40:52, 8:20] = 1
+    prompt = torch.nn.Parameter(torch.randn(1, encoder.hidden_dim))
+    params = [prompt] + [p for n, p in decoder.named_parameters()
+                         if n.startswith('locator_')]
+    opt = torch.optim.Adam(params, lr=1e-2)
+    first = None
+    for _ in range(60):
+        loss = decoder.auxiliary_loss(features, [prompt], [target])
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first / 4
+    high_res = decoder.project_high_res(features['high_res'])
+    with torch.no_grad():
+        scores = decoder.locate(features['image_embed'], high_res, prompt)
+    side = scores.shape[-1]
+    best = int(scores.flatten().argmax())
+    row, col = divmod(best, side)
+    assert target[0, row * 64 // side, col * 64 // side] == 1
+
+
+def test_locator_loss_and_masks_take_gradients_and_skip_empty_samples():
+    encoder, decoder = build_locator()
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8)
+              for h, w in SIZES]
+    features = encoder(encoder.preprocess(images))
+    prompt = torch.randn(2, encoder.hidden_dim, requires_grad=True)
+    gt = torch.zeros(2, *SIZES[0])
+    gt[:, 10:40, 20:60] = 1
+    loss = decoder.auxiliary_loss(
+        features, [prompt, torch.zeros(0, encoder.hidden_dim)], [gt, None])
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert prompt.grad.abs().sum() > 0
+    assert decoder.locator_key_s0.weight.grad.abs().sum() > 0
+    masks = decoder(features, [prompt.detach(), prompt.detach()[:1]], SIZES)
+    assert [tuple(m.shape) for m in masks] == [(2, *SIZES[0]),
+                                               (1, *SIZES[1])]
+    assert all(torch.isfinite(m).all() for m in masks)

@@ -2,8 +2,9 @@
 target perfectly? (issue 10; docs/en/notes/refer_study.md)
 
     python tools/analysis/grounding_oracle.py --data DIR [--mode bow|const|
-        point] [--iters 600] [--lr 1e-3] [--batch 4] [--dim 64] [--mlp 256]
-        [--trunk 16] [--size 256] [--freeze-encoder] [--overfit]
+        point|point-dense|point-vector] [--locator] [--iters 600] [--lr 1e-3]
+        [--batch 4] [--dim 64] [--mlp 256] [--trunk 16] [--size 256]
+        [--freeze-encoder] [--overfit]
 
 Builds the tiny RRSIS model (``configs/geopixel/rrsis_tiny.py``) on a
 synthetic RRSIS-D folder (``make_synthetic.py`` output) and trains only its
@@ -15,7 +16,17 @@ model's own losses, the LLM path replaced by an oracle prompt:
 * ``const``: the same prompt for every sample (what a [SEG] state that
   ignores the expression gives);
 * ``point``: a positive point on the target (its inside pixel nearest the
-  centroid) through SAM2's own prompt encoder: the prompt SAM is built for.
+  centroid) through SAM2's own prompt encoder: the prompt SAM is built for;
+* ``point-dense``: the same point, plus a Gaussian heat map around it
+  (sigma 8 px, logits -4..4) through SAM's mask-prompt input: a dense
+  prompt that carries the location;
+* ``point-vector``: SAM2's sparse embedding of that point used as the
+  [SEG]-style prompt vector (what the decoder gets if the LLM encoded the
+  location perfectly).
+
+``--locator`` turns on the decoder's locator (``SAM2MaskDecoder(
+locator=True)``) and adds its pointing loss; the test then also reports how
+often the locator's best cell lies on the target.
 
 ``--dim``/``--trunk``/``--mlp``/``--size`` change the SAM2 widths and input
 size; ``--overfit`` trains on the first batch only (a check that gradients
@@ -40,7 +51,10 @@ def main():
     p.add_argument('--iters', type=int, default=600)
     p.add_argument('--lr', type=float, default=1e-3)
     p.add_argument('--batch', type=int, default=4)
-    p.add_argument('--mode', default='bow', choices=['bow', 'const', 'point'])
+    p.add_argument('--mode', default='bow',
+                   choices=['bow', 'const', 'point', 'point-dense',
+                            'point-vector'])
+    p.add_argument('--locator', action='store_true')
     p.add_argument('--dim', type=int, default=64)
     p.add_argument('--overfit', action='store_true')
     p.add_argument('--bce-weight', type=float, default=1.0,
@@ -70,6 +84,7 @@ def main():
     cfg.model.mask_decoder.mlp_dim = args.mlp
     cfg.model.grounding_encoder.image_size = args.size
     cfg.model.grounding_encoder.frozen = args.freeze_encoder
+    cfg.model.mask_decoder.locator = args.locator
     torch.manual_seed(0)
     model = tiny_model(cfg)
     tok = model.tokenizer
@@ -85,9 +100,27 @@ def main():
     opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95),
                             weight_decay=0)
 
+    def target_point(ds, size):
+        """The target's inside pixel nearest its centroid, in SAM2 input
+        coordinates ([1, 1, 2], x then y)."""
+        scale = model.grounding_encoder.input_size
+        m = ds.gt_masks[0].bool()
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        cy, cx = ys.float().mean(), xs.float().mean()
+        k = ((ys - cy)**2 + (xs - cx)**2).argmin()
+        return torch.tensor([[[xs[k] * scale / size[1],
+                               ys[k] * scale / size[0]]]]).float()
+
     def prompts_for(samples):
         out = []
         for ds in samples:
+            if args.mode == 'point-vector':
+                sparse, _ = model.mask_decoder.prompt_encoder(
+                    points=(target_point(ds, ds.gt_masks.shape[-2:]),
+                            torch.ones(1, 1, dtype=torch.int)),
+                    boxes=None, masks=None)
+                out.append(sparse[0, :1])
+                continue
             ids = tok.encode(ds.metainfo['ref_exp'], add_special_tokens=False)
             if args.mode == 'const':
                 ids = [1]
@@ -106,15 +139,17 @@ def main():
         high = dec.project_high_res(feats['high_res'])
         out = []
         for i, (ds, size) in enumerate(zip(samples, sizes)):
-            m = ds.gt_masks[0].bool()
-            ys, xs = torch.nonzero(m, as_tuple=True)
-            cy, cx = ys.float().mean(), xs.float().mean()
-            k = ((ys - cy)**2 + (xs - cx)**2).argmin()
-            pt = torch.tensor([[[xs[k] * scale / size[1],
-                                 ys[k] * scale / size[0]]]]).float()
+            pt = target_point(ds, size)
+            heat = None
+            if args.mode == 'point-dense':
+                # SAM's mask prompt is 4x the embedding side: 4 px cells
+                centres = torch.arange(scale // 4.) * 4 + 2
+                yy, xx = torch.meshgrid(centres, centres, indexing='ij')
+                d2 = (xx - pt[0, 0, 0])**2 + (yy - pt[0, 0, 1])**2
+                heat = (torch.exp(-d2 / (2 * 8.**2)) * 8 - 4)[None, None]
             sparse, dense = dec.prompt_encoder(
                 points=(pt, torch.ones(1, 1, dtype=torch.int)), boxes=None,
-                masks=None)
+                masks=heat)
             low, *_ = dec.mask_decoder(
                 image_embeddings=feats['image_embed'][i:i + 1],
                 image_pe=dec.prompt_encoder.get_dense_pe(),
@@ -138,8 +173,10 @@ def main():
         feats = model.grounding_features(batch['inputs']['images'])
         sizes = model.grounding_encoder.original_sizes(
             batch['inputs']['images'])
-        pred = (point_masks(feats, samples, sizes) if args.mode == 'point'
-                else model.mask_decoder(feats, prompts_for(samples), sizes))
+        point_mode = args.mode in ('point', 'point-dense')
+        prompts = None if point_mode else prompts_for(samples)
+        pred = (point_masks(feats, samples, sizes) if point_mode
+                else model.mask_decoder(feats, prompts, sizes))
         loss = 0
         for logits, ds in zip(pred, samples):
             gt = ds.gt_masks.float()
@@ -147,6 +184,9 @@ def main():
                 logits, gt).flatten(1).mean(1).sum()
             loss = loss + args.dice_weight * model.loss_dice(logits,
                                                              gt).sum()
+        if args.locator and not point_mode:
+            loss = loss + model.mask_decoder.auxiliary_loss(
+                feats, prompts, [ds.gt_masks for ds in samples])
         loss = loss / len(samples)
         opt.zero_grad()
         loss.backward()
@@ -158,6 +198,7 @@ def main():
     model.eval()
     metric = RRSISMetric()
     areas = []
+    hits = []
     with torch.no_grad():
         for i in range(0, len(test), 8):
             batch = model.data_preprocessor(
@@ -168,9 +209,20 @@ def main():
             feats = model.grounding_features(batch['inputs']['images'])
             sizes = model.grounding_encoder.original_sizes(
                 batch['inputs']['images'])
-            pred = (point_masks(feats, samples, sizes)
-                    if args.mode == 'point' else
-                    model.mask_decoder(feats, prompts_for(samples), sizes))
+            point_mode = args.mode in ('point', 'point-dense')
+            prompts = None if point_mode else prompts_for(samples)
+            pred = (point_masks(feats, samples, sizes) if point_mode else
+                    model.mask_decoder(feats, prompts, sizes))
+            if args.locator and not point_mode:
+                high = model.mask_decoder.project_high_res(feats['high_res'])
+                for k, (ds, q) in enumerate(zip(samples, prompts)):
+                    scores = model.mask_decoder.locate(
+                        feats['image_embed'][k:k + 1],
+                        [h[k:k + 1] for h in high], q)
+                    share = torch.nn.functional.adaptive_avg_pool2d(
+                        ds.gt_masks[None].float(), scores.shape[-2:])
+                    hits.append(
+                        float(share.flatten()[scores.flatten().argmax()] > 0))
             for ds, m in zip(samples, pred):
                 areas.append((float((m > 0).sum()),
                               float(ds.gt_masks[0].sum())))
@@ -184,6 +236,9 @@ def main():
     print(args, metric.compute_metrics(metric.results), flush=True)
     print(f'mean predicted area {pred_area:.0f} px, target {gt_area:.0f} '
           f'px, empty predictions {empty:.0%}')
+    if hits:
+        print(f'locator points at the target in {sum(hits) / len(hits):.1%} '
+              'of test samples')
 
 
 if __name__ == '__main__':

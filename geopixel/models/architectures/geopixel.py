@@ -280,10 +280,17 @@ class GeoPixel(BaseModel):
             loss_dice = torch.cat(dice).sum() / n_masks
         else:
             loss_bce = loss_dice = out['loss'].new_zeros(())
-        return dict(
+        losses = dict(
             loss_ce=out['loss'] * self.loss_ce_weight,
             loss_mask_bce=loss_bce + touch,
             loss_mask_dice=loss_dice)
+        extra = self.mask_decoder.auxiliary_loss(
+            features, prompts,
+            [ds.gt_masks.to(out['loss'].device) if 'gt_masks' in ds else None
+             for ds in data_samples])
+        if extra is not None:
+            losses['loss_mask_aux'] = extra / max(n_masks, 1)
+        return losses
 
     @torch.no_grad()
     def predict(self, inputs: dict, data_samples):

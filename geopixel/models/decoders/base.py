@@ -1,6 +1,6 @@
 """Mask decoder contract."""
 from abc import ABCMeta, abstractmethod
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -22,6 +22,14 @@ class BaseMaskDecoder(nn.Module, metaclass=ABCMeta):
                 original_sizes: Sequence[Tuple[int, int]]
                 ) -> List[torch.Tensor]:
         """Decode one mask per prompt."""
+
+    def auxiliary_loss(self, features: dict,
+                       prompts: Sequence[torch.Tensor],
+                       gt_masks: Sequence[torch.Tensor]
+                       ) -> Optional[torch.Tensor]:
+        """An extra training loss summed over masks (``gt_masks``: one
+        [n_i, H_i, W_i] tensor per sample), or None (the default)."""
+        return None
 
     def zero_loss(self) -> torch.Tensor:
         """0 that touches every trainable parameter.

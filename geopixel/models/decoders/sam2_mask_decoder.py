@@ -11,6 +11,15 @@ straight to the original image size.
 The reference casts the image embedding to bf16 right before the decoder,
 even in fp32 runs; ``round_image_embed_to_bf16`` (default True) reproduces
 that rounding, which measurably changes mask logits.
+
+``locator=True`` (off in the paper's recipe, on in the tiny configs) adds a
+locator: each prompt scores every stride-4 cell of the image (a scaled dot
+product with the cell's SAM2 features and positional encoding). The scores
+enter SAM's own mask-prompt input as the dense prompt, their log-softmax
+over cells (relative to the best cell) is added to the mask logits, and
+:meth:`auxiliary_loss` trains them to point at the target. A SAM2 decoder
+trained from scratch does not learn to localise a lone sparse token within
+a CPU budget: it settles on "all objects" (docs/en/notes/refer_study.md).
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -34,6 +43,8 @@ class SAM2MaskDecoder(BaseMaskDecoder):
             (2048 / 8 / 256); smaller values only for tiny CPU models.
         checkpoint: a SAM2 ``.pt`` whose ``sam_prompt_encoder`` and
             ``sam_mask_decoder`` weights to load.
+        locator: add the locator (new weights ``locator_*``).
+        locator_loss_weight: weight of its pointing loss.
     """
 
     def __init__(self,
@@ -45,7 +56,9 @@ class SAM2MaskDecoder(BaseMaskDecoder):
                  mlp_dim: int = 2048,
                  num_heads: int = 8,
                  iou_head_hidden_dim: int = 256,
-                 checkpoint: Optional[str] = None):
+                 checkpoint: Optional[str] = None,
+                 locator: bool = False,
+                 locator_loss_weight: float = 1.0):
         super().__init__()
         from sam2.modeling.sam.mask_decoder import MaskDecoder
         from sam2.modeling.sam.prompt_encoder import PromptEncoder
@@ -75,6 +88,17 @@ class SAM2MaskDecoder(BaseMaskDecoder):
             dynamic_multimask_stability_delta=0.05,
             dynamic_multimask_stability_thresh=0.98)
         self.embed_dim = embed_dim
+        self.locator = locator
+        self.locator_loss_weight = locator_loss_weight
+        if locator:
+            self.locator_query = torch.nn.Linear(embed_dim, embed_dim)
+            self.locator_key = torch.nn.Conv2d(embed_dim, embed_dim, 1)
+            # SAM2's projected stride-8 / stride-4 features (D/4, D/8 wide):
+            # small objects need finer cells than the stride-16 embedding
+            self.locator_key_s1 = torch.nn.Conv2d(embed_dim // 4, embed_dim,
+                                                  1)
+            self.locator_key_s0 = torch.nn.Conv2d(embed_dim // 8, embed_dim,
+                                                  1)
         self.frozen = frozen
         self.round_image_embed_to_bf16 = round_image_embed_to_bf16
         if checkpoint is not None:
@@ -86,13 +110,15 @@ class SAM2MaskDecoder(BaseMaskDecoder):
         """Prompt encoder and mask decoder weights from a SAM2 ``.pt``."""
         from ..grounding_encoders.sam2 import load_sam2_checkpoint
         state = load_sam2_checkpoint(checkpoint)
-        mine = {}
+        prompt_encoder, mask_decoder = {}, {}
         for key, value in state.items():
             if key.startswith('sam_prompt_encoder.'):
-                mine['prompt_encoder.' + key[19:]] = value
+                prompt_encoder[key[19:]] = value
             elif key.startswith('sam_mask_decoder.'):
-                mine['mask_decoder.' + key[17:]] = value
-        self.load_state_dict(mine, strict=True)
+                mask_decoder[key[17:]] = value
+        # every SAM2 weight must fit; a locator is ours and keeps its init
+        self.prompt_encoder.load_state_dict(prompt_encoder, strict=True)
+        self.mask_decoder.load_state_dict(mask_decoder, strict=True)
 
     def project_high_res(self, high_res: Sequence[torch.Tensor]):
         return [
@@ -110,8 +136,12 @@ class SAM2MaskDecoder(BaseMaskDecoder):
         n = prompts.shape[0]
         side = self.prompt_encoder.image_embedding_size
         sparse = prompts[:, None, :].to(image_embed.dtype)
-        dense = self.prompt_encoder.no_mask_embed.weight.reshape(
-            1, -1, 1, 1).expand(n, -1, side[0], side[1])
+        if self.locator:
+            scores = self.locate(image_embed, high_res, prompts)
+            dense = self.prompt_encoder._embed_masks(scores)
+        else:
+            dense = self.prompt_encoder.no_mask_embed.weight.reshape(
+                1, -1, 1, 1).expand(n, -1, side[0], side[1])
         if self.round_image_embed_to_bf16:
             image_embed = image_embed.to(torch.bfloat16)
         masks, iou, _, object_scores = self.mask_decoder(
@@ -122,8 +152,61 @@ class SAM2MaskDecoder(BaseMaskDecoder):
             multimask_output=False,
             repeat_image=n > 1,
             high_res_features=list(high_res))
+        if self.locator:
+            # product of experts: the decoder's mask times the locator's
+            # belief in each cell relative to its best cell
+            log_p = scores.flatten(1).log_softmax(-1)
+            relative = log_p - log_p.amax(-1, keepdim=True)
+            masks = masks + relative.view_as(scores).to(masks.dtype)
         return dict(
             low_res_masks=masks, iou=iou, object_scores=object_scores)
+
+    def locate(self, image_embed: torch.Tensor,
+               high_res: Sequence[torch.Tensor],
+               prompts: torch.Tensor) -> torch.Tensor:
+        """[n, 1, 4h, 4w] locator scores at the mask-prompt resolution: each
+        prompt against every cell's features (stride 16 with the positional
+        encoding, stride 8, stride 4; ``high_res`` already projected)."""
+        keys = F.interpolate(
+            self.locator_key(image_embed.float() +
+                             self.prompt_encoder.get_dense_pe()),
+            scale_factor=4, mode='bilinear', align_corners=False)
+        keys = keys + F.interpolate(
+            self.locator_key_s1(high_res[1].float()), scale_factor=2,
+            mode='bilinear', align_corners=False)
+        keys = keys + self.locator_key_s0(high_res[0].float())
+        query = self.locator_query(prompts.float())
+        logits = torch.einsum('nc,chw->nhw', query, keys[0])
+        return logits[:, None] / self.embed_dim**0.5
+
+    def auxiliary_loss(self, features: dict,
+                       prompts: Sequence[torch.Tensor],
+                       gt_masks: Sequence[torch.Tensor]
+                       ) -> Optional[torch.Tensor]:
+        """The locator's pointing loss, summed over masks (None without a
+        locator): cross-entropy of its softmax over cells against the
+        target, i.e. -log of the probability mass it puts on the target's
+        cells (each weighted by the share of the cell the target covers).
+        """
+        if not self.locator:
+            return None
+        high_res = self.project_high_res(features['high_res'])
+        total = features['image_embed'].new_zeros((), dtype=torch.float32)
+        for i, (sample_prompts, gt) in enumerate(zip(prompts, gt_masks)):
+            if sample_prompts.shape[0] == 0:
+                continue
+            scores = self.locate(features['image_embed'][i:i + 1],
+                                 [h[i:i + 1] for h in high_res],
+                                 sample_prompts)
+            share = F.adaptive_avg_pool2d(gt[:, None].float(),
+                                          scores.shape[-2:]).flatten(1)
+            log_p = scores.flatten(1).log_softmax(-1)
+            # an empty target (all-zero mask) gives no pointing signal
+            has_target = share.sum(-1) > 0
+            picked = torch.logsumexp(
+                log_p + share.clamp(min=1e-12).log(), dim=-1)
+            total = total - picked[has_target].sum()
+        return total * self.locator_loss_weight
 
     def forward(self, features: dict, prompts: Sequence[torch.Tensor],
                 original_sizes: Sequence[Tuple[int, int]]
