@@ -12,7 +12,8 @@ from torch import nn
 
 from geopixel.checkpoint import CheckpointError
 from geopixel.models.llms import (BaseLLMAdapter, FrozenLLMAdapter,
-                                  FullLoRAAdapter, InternLM2Config,
+                                  FullFineTuneAdapter, FullLoRAAdapter,
+                                  InternLM2Config,
                                   InternLM2ForCausalLM, PartialLoRAAdapter,
                                   PLoRALinear, wrap_partial_lora)
 from geopixel.registry import LLM_ADAPTERS
@@ -253,6 +254,11 @@ def test_training_policies():
     new_rows = internlm2(FrozenLLMAdapter, train_embeddings='new_rows')
     assert trainable(new_rows) == {'llm.model.tok_embeddings.weight',
                                    'llm.output.weight'}
+    everything = internlm2(FullFineTuneAdapter)
+    assert trainable(everything) == {
+        n for n, _ in everything.named_parameters()}
+    assert any('Plora_' in n for n in trainable(everything))
+    assert not any('.lora_A.' in n for n in trainable(everything))
 
 
 @pytest.mark.parametrize('build,match', [
@@ -267,11 +273,16 @@ def test_training_policies():
      'need use_plora'),
     (lambda: internlm2(FullLoRAAdapter, train_plora=True), 'need use_plora'),
     (lambda: internlm2(use_plora=False), 'always uses partial LoRA'),
+    (lambda: internlm2(FullFineTuneAdapter, lora=SMALL_LORA),
+     'trains every weight'),
+    (lambda: internlm2(FullFineTuneAdapter, train_embeddings='new_rows'),
+     'embeddings in full'),
     (lambda: internlm2(train_embeddings='some'), 'train_embeddings'),
     (lambda: internlm2(plora=dict(r=8)), 'plora needs exactly'),
 ], ids=['frozen+lora', 'frozen+train_plora', 'frozen+full_embeddings',
         'full+use_plora', 'full-lora', 'full+plora', 'full+train_plora',
-        'partial-use_plora', 'bad_embedding_mode', 'bad_plora_field'])
+        'partial-use_plora', 'fullft+lora', 'fullft+new_rows',
+        'bad_embedding_mode', 'bad_plora_field'])
 def test_contradictory_arguments_raise(build, match):
     with pytest.raises(ValueError, match=match):
         build()

@@ -1,4 +1,5 @@
-"""InternLM2 adapters: partial LoRA + LoRA (the paper), LoRA only, frozen.
+"""InternLM2 adapters: partial LoRA + LoRA (the paper), LoRA only, full
+fine-tuning, frozen.
 
 Each adapter builds (or loads from a local IXC-2.5 / InternLM2 folder) our
 InternLM2, resizes its vocabulary to the tokenizer, and sets which weights
@@ -144,3 +145,33 @@ __all__ = [
     'InternLM2Adapter', 'PartialLoRAAdapter', 'FullLoRAAdapter',
     'FrozenLLMAdapter', 'PAPER_LORA', 'IXC_PLORA', 'LORA_TARGETS'
 ]
+
+
+@LLM_ADAPTERS.register_module()
+class FullFineTuneAdapter(InternLM2Adapter):
+    """Every weight of the LM trains (no LoRA; partial LoRA, if used,
+    trains too).
+
+    For LMs with nothing to preserve: the tiny random-init configs, where
+    low-rank adapters on random layers cannot route the expression into
+    ``[SEG]`` (docs/en/notes/refer_study.md). A 7B LM needs ZeRO-3 for it.
+    """
+
+    def __init__(self,
+                 lora: Optional[dict] = None,
+                 use_plora: bool = True,
+                 train_embeddings: str = 'full',
+                 **kwargs):
+        if lora:
+            raise ValueError('FullFineTuneAdapter trains every weight; a '
+                             'LoRA on top adds nothing (use FullLoRAAdapter '
+                             'for LoRA)')
+        if train_embeddings != 'full':
+            raise ValueError('FullFineTuneAdapter trains the embeddings in '
+                             "full: train_embeddings='full'")
+        super().__init__(lora=None, use_plora=use_plora,
+                         train_plora=use_plora,
+                         train_embeddings='full', **kwargs)
+
+    def _apply_policy(self) -> None:
+        self.llm.requires_grad_(True)
