@@ -13,7 +13,7 @@ bash tools/setup_venv.sh
 export MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824
 if [ ! -f data/synthetic/meta.json ]; then
     python tools/dataset_converters/make_synthetic.py --out data/synthetic \
-        --num-images 200 --size 256 --seed 0
+        --num-images 1000 --size 256 --seed 0
 fi
 work=work_dirs/quickstart
 python tools/train.py configs/geopixel/rrsis_tiny.py --work-dir "$work"

@@ -65,7 +65,9 @@ def test_loss_mode_batch_of_two_with_padding(cfg, model):
     lengths = {len(ds.input_ids) for ds in batch['data_samples']}
     model.train()
     losses = model(**batch, mode='loss')
-    assert set(losses) == {'loss_ce', 'loss_mask_bce', 'loss_mask_dice'}
+    # the tiny configs' decoder has a locator, which adds its pointing loss
+    assert set(losses) == {'loss_ce', 'loss_mask_bce', 'loss_mask_dice',
+                           'loss_mask_aux'}
     assert all(torch.isfinite(v) and v > 0 for v in losses.values())
     sum(losses.values()).backward()
     grads = {n: p.grad for n, p in model.named_parameters()
@@ -92,7 +94,7 @@ def test_loss_is_the_mean_over_masks_of_the_batch(cfg, model):
                                batch['data_samples'])
         ]
     counts = [len(d.gt_masks) for d in batch['data_samples']]
-    for key in ('loss_mask_bce', 'loss_mask_dice'):
+    for key in ('loss_mask_bce', 'loss_mask_dice', 'loss_mask_aux'):
         expected = sum(s[key] * n for s, n in zip(single, counts)) / sum(
             counts)
         assert pair[key].item() == pytest.approx(expected.item(), rel=1e-4)

@@ -1,7 +1,7 @@
 """Does the tiny GeoPixel learn? Train it on CPU for a time budget on
 synthetic RRSIS-D data and score a held-out split against trivial baselines.
 
-    python tools/analysis/benchmark_learning.py [--minutes 15] [--images 600]
+    python tools/analysis/benchmark_learning.py [--minutes 15] [--images 3000]
         [--size 256] [--config configs/geopixel/rrsis_tiny.py]
         [--work-dir work_dirs/benchmark_learning]
 
@@ -92,9 +92,9 @@ def main(argv=None):
     parser.add_argument('--config', default='configs/geopixel/rrsis_tiny.py')
     parser.add_argument('--work-dir', default='work_dirs/benchmark_learning')
     parser.add_argument('--minutes', type=float, default=15.0)
-    parser.add_argument('--max-iters', type=int, default=1500)
-    parser.add_argument('--val-interval', type=int, default=250)
-    parser.add_argument('--images', type=int, default=600)
+    parser.add_argument('--max-iters', type=int, default=3200)
+    parser.add_argument('--val-interval', type=int, default=800)
+    parser.add_argument('--images', type=int, default=3000)
     parser.add_argument('--size', type=int, default=256)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,

@@ -7,7 +7,8 @@
 # must cut tiles of the same size: `tiny_tile` comes from the tiler
 # fragment the synthetic pipelines use.
 # With random weights there is nothing to preserve in the grounding encoder,
-# so it trains here (the paper freezes a pretrained one).
+# so it trains here (the paper freezes a pretrained one), and the mask
+# decoder has a locator (below).
 from mmengine.config import read_base
 
 from geopixel.models.architectures import GeoPixel
@@ -59,6 +60,12 @@ model = dict(
     # SAM2's eval-time fallback picks the best of mask tokens 1-3 when token
     # 0 looks unstable; GeoPixel trains only token 0, so from random init
     # tokens 1-3 stay untrained and the fallback would return noise.
+    # The locator (not in the paper) lets a decoder trained from scratch
+    # follow the [SEG] prompt: without it the tiny model masks "all
+    # objects" whatever the sentence (docs/en/notes/refer_study.md).
     mask_decoder=dict(
-        type=SAM2MaskDecoder, mlp_dim=256, stability_fallback=False),
+        type=SAM2MaskDecoder,
+        mlp_dim=256,
+        stability_fallback=False,
+        locator=True),
     generation_cfg=dict(max_new_tokens=64))
