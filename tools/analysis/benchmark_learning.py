@@ -44,7 +44,7 @@ def plot_curve(scalars_file: str, out_png: str,
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     losses = {k: ([], []) for k in ('loss_ce', 'loss_mask_bce',
-                                    'loss_mask_dice')}
+                                    'loss_mask_dice', 'loss_mask_aux')}
     val = {k: [] for k in ('iter', 'rrsis/mIoU', 'rrsis/oIoU')}
     last_iter = 0
     with open(scalars_file) as f:
@@ -53,15 +53,17 @@ def plot_curve(scalars_file: str, out_png: str,
             if 'loss' in row:
                 last_iter = row['iter']
                 for key, (xs, ys) in losses.items():
-                    xs.append(row['iter'])
-                    ys.append(row[key])
+                    if key in row:  # loss_mask_aux: decoders that have one
+                        xs.append(row['iter'])
+                        ys.append(row[key])
             if 'rrsis/mIoU' in row:  # val rows carry no iteration
                 val['iter'].append(last_iter)
                 val['rrsis/mIoU'].append(row['rrsis/mIoU'])
                 val['rrsis/oIoU'].append(row['rrsis/oIoU'])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for key, (xs, ys) in losses.items():
-        ax1.plot(xs, ys, label=key)
+        if xs:
+            ax1.plot(xs, ys, label=key)
     ax1.set_yscale('log')
     ax1.set_xlabel('iteration')
     ax1.set_title('training losses (weighted)')
