@@ -11,7 +11,9 @@ bash tools/setup_venv.sh
 # glibc returns big buffers to the kernel at every step by default; on CPU
 # that halves throughput (docs/en/notes/performance.md).
 export MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824
-if [ ! -f data/synthetic/meta.json ]; then
+# (re)generate unless data/synthetic already holds exactly this data set
+# (an older quick start made 200 scenes)
+if ! python -c "import json, sys; m = json.load(open('data/synthetic/meta.json')); sys.exit((m['num_images'], m['size'], m['seed']) != (1000, 256, 0))" 2>/dev/null; then
     python tools/dataset_converters/make_synthetic.py --out data/synthetic \
         --num-images 1000 --size 256 --seed 0
 fi
