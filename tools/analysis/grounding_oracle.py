@@ -160,6 +160,22 @@ def main():
             out.append(postprocess_masks(low, size))
         return out
 
+    point_mode = args.mode in ('point', 'point-dense')
+
+    def decode(items, training):
+        """(samples, grounding features, oracle prompts or None, mask
+        logits) of a list of dataset items."""
+        batch = model.data_preprocessor(pseudo_collate(items), training)
+        samples = batch['data_samples']
+        images = batch['inputs']['images']
+        feats = model.grounding_features(images)
+        sizes = model.grounding_encoder.original_sizes(images)
+        if point_mode:
+            return samples, feats, None, point_masks(feats, samples, sizes)
+        prompts = prompts_for(samples)
+        return samples, feats, prompts, model.mask_decoder(
+            feats, prompts, sizes)
+
     g = torch.Generator().manual_seed(0)
     start = time.time()
     model.train()
@@ -167,16 +183,8 @@ def main():
         idx = torch.randint(len(train), (args.batch, ), generator=g)
         if args.overfit:
             idx = torch.arange(args.batch)
-        batch = model.data_preprocessor(
-            pseudo_collate([train[int(i)] for i in idx]), True)
-        samples = batch['data_samples']
-        feats = model.grounding_features(batch['inputs']['images'])
-        sizes = model.grounding_encoder.original_sizes(
-            batch['inputs']['images'])
-        point_mode = args.mode in ('point', 'point-dense')
-        prompts = None if point_mode else prompts_for(samples)
-        pred = (point_masks(feats, samples, sizes) if point_mode
-                else model.mask_decoder(feats, prompts, sizes))
+        samples, feats, prompts, pred = decode(
+            [train[int(i)] for i in idx], True)
         loss = 0
         for logits, ds in zip(pred, samples):
             gt = ds.gt_masks.float()
@@ -201,18 +209,8 @@ def main():
     hits = []
     with torch.no_grad():
         for i in range(0, len(test), 8):
-            batch = model.data_preprocessor(
-                pseudo_collate([test[j] for j in range(i, min(i + 8,
-                                                             len(test)))]),
-                False)
-            samples = batch['data_samples']
-            feats = model.grounding_features(batch['inputs']['images'])
-            sizes = model.grounding_encoder.original_sizes(
-                batch['inputs']['images'])
-            point_mode = args.mode in ('point', 'point-dense')
-            prompts = None if point_mode else prompts_for(samples)
-            pred = (point_masks(feats, samples, sizes) if point_mode else
-                    model.mask_decoder(feats, prompts, sizes))
+            samples, feats, prompts, pred = decode(
+                [test[j] for j in range(i, min(i + 8, len(test)))], False)
             if args.locator and not point_mode:
                 high = model.mask_decoder.project_high_res(feats['high_res'])
                 for k, (ds, q) in enumerate(zip(samples, prompts)):
