@@ -8,6 +8,12 @@ Layout under ``data_root`` (as released with RMSIN)::
 
 Every sentence of every ref in the split is one sample, as in the reference
 evaluators. The prompt is GeoPixel's and the answer ``Sure, it is [SEG].``.
+
+For training, ``sentences_per_sample > 1`` asks several sentences of one
+image in one multi-turn sample (one ``[SEG]`` and one mask per turn, as LISA
+trains referring segmentation): the image is encoded once for several masks,
+and the turns name different objects of the same scene, which is the signal
+that teaches a model to tell them apart.
 """
 import os.path as osp
 import pickle
@@ -69,6 +75,10 @@ class RRSISDDataset(GeoPixelBaseDataset):
         img_dir: image folder relative to ``data_root``.
         sentence_key: ``'raw'`` (as RMSIN reads it) or ``'sent'``.
         question / answer: the prompt (``{ref_exp}`` is replaced) and answer.
+        sentences_per_sample: training only; up to this many sentences of
+            one image per sample, taken round-robin over the image's refs
+            so that the turns of a sample name different objects. Every
+            sentence is still used exactly once per epoch.
     """
 
     METAINFO = dict(task='rrsis')
@@ -82,9 +92,19 @@ class RRSISDDataset(GeoPixelBaseDataset):
                  sentence_key: str = 'raw',
                  question: str = RRSIS_QUESTION,
                  answer: str = RRSIS_ANSWER,
+                 sentences_per_sample: int = 1,
                  **kwargs):
         if split not in SPLITS:
             raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
+        if not is_int(sentences_per_sample) or sentences_per_sample < 1:
+            raise ValueError('sentences_per_sample must be a positive '
+                             f'integer, got {sentences_per_sample!r}')
+        if sentences_per_sample > 1 and kwargs.get('test_mode', False):
+            raise ValueError(
+                'sentences_per_sample > 1 is for training: RRSIS-D is '
+                'scored per sentence, so evaluation needs one sentence per '
+                'sample')
+        self.sentences_per_sample = sentences_per_sample
         self.split = split
         self.dataset_name = dataset
         self.img_dir = img_dir
@@ -103,6 +123,22 @@ class RRSISDDataset(GeoPixelBaseDataset):
         return ref_split == self.split
 
     def iter_data_infos(self) -> Iterator:
+        if self.sentences_per_sample == 1:
+            yield from self._iter_sentences()
+            return
+        by_image = {}
+        for item in self._iter_sentences():
+            if isinstance(item, BadRecordError):
+                yield item
+            else:
+                by_image.setdefault(item['img_path'], []).append(item)
+        for sentences in by_image.values():
+            ordered = _round_robin(sentences)
+            step = self.sentences_per_sample
+            for start in range(0, len(ordered), step):
+                yield _merge_turns(ordered[start:start + step])
+
+    def _iter_sentences(self) -> Iterator:
         refs = load_refs(self.ann_file)
         instances = self._read_instances()
         images, anns = {}, {}
@@ -236,6 +272,47 @@ class RRSISDDataset(GeoPixelBaseDataset):
             sent_id=sent.get('sent_id'),
             ann_id=ann['id'],
             image_id=ref['image_id'])
+
+
+def _round_robin(samples: List[dict]) -> List[dict]:
+    """One sentence of each ref in turn: A0 B0 A1 B1 ... (refs in order)."""
+    by_ref = {}
+    for sample in samples:
+        by_ref.setdefault(sample['ann_id'], []).append(sample)
+    queues = list(by_ref.values())
+    ordered = []
+    for k in range(max(len(q) for q in queues)):
+        ordered.extend(q[k] for q in queues if k < len(q))
+    return ordered
+
+
+def _merge_turns(samples: List[dict]) -> dict:
+    """Single-sentence samples of one image -> one multi-turn sample
+    (per-sentence keys become lists, even for a single sentence)."""
+    first = samples[0]
+    source = first['mask_source']
+    return dict(
+        img_path=first['img_path'],
+        conversations=[turn for s in samples for turn in s['conversations']],
+        num_segs=len(samples),
+        mask_source=dict(
+            type=source['type'],
+            segmentations=[
+                seg for s in samples
+                for seg in s['mask_source']['segmentations']
+            ],
+            file=source['file'],
+            names=[name for s in samples
+                   for name in s['mask_source']['names']]),
+        record_id=' + '.join(s['record_id'] for s in samples),
+        ann_file=first['ann_file'],
+        expected_sizes=first['expected_sizes'],
+        task='rrsis',
+        ref_exp=[s['ref_exp'] for s in samples],
+        ref_id=[s['ref_id'] for s in samples],
+        sent_id=[s['sent_id'] for s in samples],
+        ann_id=[s['ann_id'] for s in samples],
+        image_id=first['image_id'])
 
 
 def _index_entries(instances: dict, kind: str, index: dict,

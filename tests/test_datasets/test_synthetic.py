@@ -128,6 +128,51 @@ def test_rrsisd_layout_loads_back(synthetic_root):
     assert total == sum(len(r['sentences']) for r in refs)
 
 
+@pytest.mark.parametrize('per_sample', [2, 3])
+def test_rrsisd_several_sentences_per_sample(synthetic_root, per_sample):
+    root = osp.join(synthetic_root, 'rrsisd')
+    single = RRSISDDataset(data_root=root, split='train', pipeline=LOAD)
+    grouped = RRSISDDataset(data_root=root, split='train', pipeline=LOAD,
+                            sentences_per_sample=per_sample)
+    by_key = {(single.get_data_info(i)['ref_id'],
+               single.get_data_info(i)['sent_id']): i
+              for i in range(len(single))}
+    seen = []
+    for idx in range(len(grouped)):
+        info = grouped.get_data_info(idx)
+        keys = list(zip(info['ref_id'], info['sent_id']))
+        assert 1 <= len(keys) <= per_sample
+        seen.extend(keys)
+        turns = info['conversations']
+        assert len(turns) == 2 * len(keys) == 2 * info['num_segs']
+        results = grouped[idx]
+        assert results['gt_masks'].shape[0] == len(keys)
+        for k, key in enumerate(keys):
+            alone = single.get_data_info(by_key[key])
+            # one image per sample, each turn its own sentence and mask
+            assert alone['img_path'] == info['img_path']
+            assert turns[2 * k:2 * k + 2] == alone['conversations']
+            np.testing.assert_array_equal(results['gt_masks'][k],
+                                          single[by_key[key]]['gt_masks'][0])
+        # round robin: the first turns name different objects when the
+        # image has several refs
+        ann_ids = info['ann_id']
+        if len(set(ann_ids)) > 1:
+            assert ann_ids[0] != ann_ids[1]
+    # every sentence exactly once
+    assert sorted(seen) == sorted(by_key)
+    assert len(grouped) < len(single)
+
+
+def test_rrsisd_several_sentences_only_for_training(synthetic_root):
+    root = osp.join(synthetic_root, 'rrsisd')
+    with pytest.raises(ValueError, match='scored per sentence'):
+        RRSISDDataset(data_root=root, split='test', test_mode=True,
+                      sentences_per_sample=2)
+    with pytest.raises(ValueError, match='positive integer'):
+        RRSISDDataset(data_root=root, split='train', sentences_per_sample=0)
+
+
 def test_isaid_layout_loads_back(synthetic_root):
     root = osp.join(synthetic_root, 'isaid')
     ds = ISAIDDataset(
