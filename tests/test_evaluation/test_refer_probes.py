@@ -377,3 +377,34 @@ def test_report_of_a_model_that_ignores_the_sentence(train_split):
     empty = {key: np.zeros_like(mask) for key, mask in masks.items()}
     swap = rp.probe_report(split, empty, states, states)['swap']
     assert swap['changed_fraction'] == swap['landed_fraction'] == 0.0
+
+
+def test_position_probe_reads_the_sentences_that_name_one(train_split):
+    split = train_split
+    named = [s for s in split.samples if s.position is not None]
+    assert 0 < len(named) < len(split.samples)
+    for s in split.samples:
+        said = any(phrase in s.text for phrase in POSITION_PHRASES.values())
+        assert (s.position is not None) == said, s.text
+        if s.position is not None:
+            assert POSITION_PHRASES[s.position] in s.text
+    masks = {s.key: split.images[s.image_id].masks[s.ann_id]
+             for s in split.pool}
+    # states that encode the named position (and nothing for the others)
+    names = sorted(POSITION_PHRASES)
+    states = {
+        s.key: np.eye(len(names) + 1)[names.index(s.position)
+                                      if s.position else len(names)]
+        for s in split.pool
+    }
+    probe = rp.probe_report(split, masks, states,
+                            states)['seg']['linear_probe']['position']
+    state = probe['seg_state']
+    assert state['train_samples'] + state['test_samples'] == len(named)
+    assert state['accuracy'] > state['majority_accuracy']
+    # states that say nothing of the position: majority level at best
+    blind = {key: np.ones(3) for key in states}
+    probe = rp.probe_report(split, masks, blind,
+                            blind)['seg']['linear_probe']['position']
+    assert probe['seg_state']['accuracy'] <= (
+        probe['seg_state']['majority_accuracy'] + 1e-9)

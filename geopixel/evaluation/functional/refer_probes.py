@@ -13,7 +13,8 @@ and vectors (no model), read from an RRSIS-D (REFER) layout split.
 * Swap probe: a sample's prediction against the prediction for a sentence
   of another referred object of the same image.
 * ``[SEG]`` probes: cosine spread of the prompts and a linear (logistic)
-  probe for the target's category and colour on the ``[SEG]`` state.
+  probe for the target's category and colour on the ``[SEG]`` state, and
+  for its position over the sentences that name one.
 
 ``tools/analysis/refer_probe.py`` runs a model and these computations;
 ``docs/en/notes/benchmarks.md`` says how to read the numbers.
@@ -82,6 +83,8 @@ class ReferSample:
     expression_type: Optional[str]
     colour: Optional[str]
     record: str
+    # the target's position word(s), for sentences that name a position
+    position: Optional[str] = None
 
     @property
     def key(self) -> Tuple[int, str]:
@@ -136,12 +139,21 @@ def read_refer_split(dataset,
                 expression_type=_sentence_type(sent, dataset.ann_file,
                                                info['record_id']),
                 colour=(ref.get('target') or {}).get('colour'),
-                record=info['record_id']))
+                record=info['record_id'],
+                position=_named_position(ref, sent)))
         if index < len(chosen):
             samples.append(pool[-1])
     _all_or_none(pool, 'expression_type', '"unique_by"', dataset.ann_file)
     _all_or_none(pool, 'colour', '"target" colour', dataset.ann_file)
     return ReferSplit(samples, images, pool)
+
+
+def _named_position(ref: dict, sent: dict) -> Optional[str]:
+    """The target's position if the sentence uses it, else None."""
+    attributes = sent.get('attributes') or ()
+    if 'position' not in attributes:
+        return None
+    return (ref.get('target') or {}).get('position')
 
 
 def _read_images(dataset, infos) -> Dict[int, ReferImage]:
@@ -482,10 +494,25 @@ def logistic_probe(features: np.ndarray, labels: Sequence,
 def linear_probes(samples: Sequence[ReferSample],
                   vectors: Dict[str, np.ndarray]) -> dict:
     """:func:`logistic_probe` from each kind of per-sample vector to the
-    target's category and colour, trained on :func:`alternate_images`;
+    target's category and colour, and to its position over the sentences
+    that name one, trained on :func:`alternate_images`;
     ``dict(unavailable=reason)`` where a probe cannot run."""
     train = alternate_images([s.image_id for s in samples])
     probes = {}
+    named = [k for k, s in enumerate(samples) if s.position is not None]
+    if len(named) > 1:
+        rows = np.asarray(named)
+        part = alternate_images([samples[k].image_id for k in named])
+        if part.any() and not part.all():
+            probes['position'] = {
+                kind: logistic_probe(x[rows],
+                                     [samples[k].position for k in named],
+                                     part)
+                for kind, x in vectors.items()
+            }
+    if 'position' not in probes:
+        probes['position'] = dict(
+            unavailable='too few sentences name a position')
     for name in ('category', 'colour'):
         labels = [getattr(s, name) for s in samples]
         if None in labels:
