@@ -74,6 +74,8 @@ def main():
     from geopixel.evaluation.metrics import RRSISMetric
     setup_mmengine()
     cfg = get_config('configs/geopixel/rrsis_tiny.py', args.data)
+    # one sentence (one oracle prompt) per training sample
+    cfg.train_dataloader.dataset.sentences_per_sample = 1
     neck = cfg.model.grounding_encoder.overrides.image_encoder.neck
     neck.d_model = args.dim
     neck.position_encoding.num_pos_feats = args.dim
@@ -90,6 +92,8 @@ def main():
     tok = model.tokenizer
     train = DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
     test = DATASETS.build(copy.deepcopy(cfg.test_dataloader.dataset))
+    from geopixel.evaluation.functional.refer_probes import read_refer_split
+    types = [s.expression_type for s in read_refer_split(test).samples]
     width = model.llm.hidden_size
     words = torch.nn.EmbeddingBag(len(tok), width, mode='mean')
     params = ([] if args.freeze_encoder else
@@ -207,6 +211,7 @@ def main():
     metric = RRSISMetric()
     areas = []
     hits = []
+    by_type = {}  # expression type -> [(IoU, locator hit or None)]
     with torch.no_grad():
         for i in range(0, len(test), 8):
             samples, feats, prompts, pred = decode(
@@ -221,9 +226,14 @@ def main():
                         ds.gt_masks[None].float(), scores.shape[-2:])
                     hits.append(
                         float(share.flatten()[scores.flatten().argmax()] > 0))
-            for ds, m in zip(samples, pred):
+            for k, (ds, m) in enumerate(zip(samples, pred)):
                 areas.append((float((m > 0).sum()),
                               float(ds.gt_masks[0].sum())))
+                gt = ds.gt_masks[0].bool()
+                union = float(((m[0] > 0) | gt).sum())
+                iou = float(((m[0] > 0) & gt).sum()) / max(union, 1.0)
+                hit = hits[i + k] if hits else None
+                by_type.setdefault(types[i + k], []).append((iou, hit))
             metric.process(None, [
                 dict(gt_masks=ds.gt_masks.numpy(), pred_masks=m.numpy())
                 for ds, m in zip(samples, pred)
@@ -237,6 +247,13 @@ def main():
     if hits:
         print(f'locator points at the target in {sum(hits) / len(hits):.1%} '
               'of test samples')
+    for name, rows in sorted(by_type.items(), key=lambda kv: str(kv[0])):
+        line = (f'{name}: {len(rows)} samples, mIoU '
+                f'{100 * sum(r[0] for r in rows) / len(rows):.1f}')
+        if hits:
+            line += (', locator on the target '
+                     f'{sum(r[1] for r in rows) / len(rows):.1%}')
+        print(line)
 
 
 if __name__ == '__main__':
