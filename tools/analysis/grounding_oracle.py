@@ -92,6 +92,7 @@ def main():
     tok = model.tokenizer
     train = DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
     test = DATASETS.build(copy.deepcopy(cfg.test_dataloader.dataset))
+    from geopixel.evaluation.functional.iou import intersection_union
     from geopixel.evaluation.functional.refer_probes import read_refer_split
     types = [s.expression_type for s in read_refer_split(test).samples]
     width = model.llm.hidden_size
@@ -229,9 +230,9 @@ def main():
             for k, (ds, m) in enumerate(zip(samples, pred)):
                 areas.append((float((m > 0).sum()),
                               float(ds.gt_masks[0].sum())))
-                gt = ds.gt_masks[0].bool()
-                union = float(((m[0] > 0) | gt).sum())
-                iou = float(((m[0] > 0) & gt).sum()) / max(union, 1.0)
+                inter, union = intersection_union((m[0] > 0).numpy(),
+                                                  ds.gt_masks[0].numpy())
+                iou = inter / max(union, 1)
                 hit = hits[i + k] if hits else None
                 by_type.setdefault(types[i + k], []).append((iou, hit))
             metric.process(None, [

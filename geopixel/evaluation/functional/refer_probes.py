@@ -500,17 +500,14 @@ def linear_probes(samples: Sequence[ReferSample],
     train = alternate_images([s.image_id for s in samples])
     probes = {}
     named = [k for k, s in enumerate(samples) if s.position is not None]
-    if len(named) > 1:
-        rows = np.asarray(named)
-        part = alternate_images([samples[k].image_id for k in named])
-        if part.any() and not part.all():
-            probes['position'] = {
-                kind: logistic_probe(x[rows],
-                                     [samples[k].position for k in named],
-                                     part)
-                for kind, x in vectors.items()
-            }
-    if 'position' not in probes:
+    part = alternate_images([samples[k].image_id for k in named])
+    if part.any() and not part.all():
+        probes['position'] = {
+            kind: logistic_probe(x[named],
+                                 [samples[k].position for k in named], part)
+            for kind, x in vectors.items()
+        }
+    else:
         probes['position'] = dict(
             unavailable='too few sentences name a position')
     for name in ('category', 'colour'):
