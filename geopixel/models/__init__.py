@@ -7,14 +7,15 @@ grounding_encoders/ frozen segmentation backbones (GROUNDING_ENCODERS)
 decoders/           prompt embeddings -> mask logits (MASK_DECODERS)
 losses/             mask and text losses (MODELS)
 projectors/         the [SEG] projector (MODELS)
+heads/              auxiliary training heads on LLM states (MODELS)
 data_preprocessors/ batch normalisation on the device (MODELS)
 architectures/      the composite GeoPixel model (MODELS)
 """
 from . import (architectures, data_preprocessors, decoders,
-               grounding_encoders, llms, losses, projectors, tilers,
+               grounding_encoders, heads, llms, losses, projectors, tilers,
                vision_encoders)
 
 __all__ = [
     'architectures', 'data_preprocessors', 'decoders', 'grounding_encoders',
-    'llms', 'losses', 'projectors', 'tilers', 'vision_encoders'
+    'heads', 'llms', 'losses', 'projectors', 'tilers', 'vision_encoders'
 ]

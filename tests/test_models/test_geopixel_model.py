@@ -65,16 +65,18 @@ def test_loss_mode_batch_of_two_with_padding(cfg, model):
     lengths = {len(ds.input_ids) for ds in batch['data_samples']}
     model.train()
     losses = model(**batch, mode='loss')
-    # the tiny configs' decoder has a locator, which adds its pointing loss
+    # the tiny configs' decoder has a locator, which adds its pointing
+    # loss, and a [SEG] words head
     assert set(losses) == {'loss_ce', 'loss_mask_bce', 'loss_mask_dice',
-                           'loss_mask_aux'}
+                           'loss_mask_aux', 'loss_seg_words'}
     assert all(torch.isfinite(v) and v > 0 for v in losses.values())
     sum(losses.values()).backward()
     grads = {n: p.grad for n, p in model.named_parameters()
              if p.requires_grad}
     assert all(g is not None for g in grads.values()), [
         n for n, g in grads.items() if g is None]
-    for part in ('vision_encoder', 'llm', 'seg_projector', 'mask_decoder'):
+    for part in ('vision_encoder', 'llm', 'seg_projector', 'mask_decoder',
+                 'seg_words_head'):
         assert any(g.abs().sum() > 0 for n, g in grads.items()
                    if n.startswith(part + '.')), part
     assert len(lengths) == 2, 'two lengths: the batch is padded'
@@ -191,6 +193,25 @@ def test_train_step_updates_trainable_weights_only(cfg, model):
     assert changed and changed <= trainable
     assert any(n.startswith('mask_decoder.') for n in changed)
     assert not any(n.startswith('vision_encoder.vit.') for n in changed)
+
+
+def test_seg_words_loss_reaches_the_llm(cfg, model):
+    """The tiny configs' words head: its loss alone trains the head and
+    the LLM's LoRA (the route that brings the words into [SEG])."""
+    if model.seg_words_head is None:
+        pytest.skip('this config has no [SEG] words head')
+    batch = demo_batch(cfg, model)
+    model.train()
+    model.zero_grad()
+    losses = model(**batch, mode='loss')
+    assert losses['loss_seg_words'] > 0
+    losses['loss_seg_words'].backward()
+    grads = {n for n, p in model.named_parameters()
+             if p.grad is not None and p.grad.abs().sum() > 0}
+    model.zero_grad()
+    assert 'seg_words_head.proj.weight' in grads
+    assert any('lora_' in n for n in grads)
+    assert not any(n.startswith('mask_decoder.') for n in grads)
 
 
 def train_steps(model, batch, steps=3):

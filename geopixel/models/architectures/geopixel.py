@@ -22,8 +22,10 @@ from torch import nn
 from geopixel.registry import (GROUNDING_ENCODERS, LLM_ADAPTERS,
                                MASK_DECODERS, MODELS, TOKENIZERS,
                                VISION_ENCODERS)
-from geopixel.structures import IGNORE_INDEX, SEG_TOKEN, glamm_phrases
+from geopixel.structures import (IGNORE_INDEX, PHRASE_END, PHRASE_START,
+                                 SEG_TOKEN, glamm_phrases)
 from ..data_preprocessors import GeoPixelDataPreprocessor
+from ..heads import request_words
 from ..llms.generation import pad_caches, select_cache
 from .image_context import IMAGE_TOKEN, PAD_TOKEN, ImageContext, Response
 PREDICT_MODES = ('generate', 'teacher_forced')
@@ -49,6 +51,9 @@ class GeoPixel(BaseModel):
             configs (registries VISION_ENCODERS, LLM_ADAPTERS,
             GROUNDING_ENCODERS, MASK_DECODERS) or built modules.
         seg_projector: [SEG] projector config (MODELS).
+        seg_words_head: optional auxiliary head (MODELS, e.g.
+            ``SegWordsHead``): each [SEG] state names the words it
+            grounds (``loss_seg_words``; training only, off in the paper).
         loss_bce / loss_dice: mask losses (weights 2.0 and 0.5 in the
             paper); each is averaged over all masks of the batch.
         loss_ce_weight: weight of the text loss.
@@ -71,6 +76,7 @@ class GeoPixel(BaseModel):
                  grounding_encoder: dict,
                  mask_decoder: dict,
                  seg_projector: dict = dict(type='SegProjector'),
+                 seg_words_head: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  loss_bce: dict = dict(
                      type='CrossEntropyLoss',
@@ -116,6 +122,8 @@ class GeoPixel(BaseModel):
             image_size=self.grounding_encoder.input_size)
         self.seg_projector = _build(
             MODELS, seg_projector, in_channels=hidden, out_channels=dim)
+        self.seg_words_head = None if seg_words_head is None else _build(
+            MODELS, seg_words_head, in_channels=hidden, vocab_size=len(tok))
         self.loss_bce = MODELS.build(loss_bce)
         self.loss_dice = MODELS.build(loss_dice)
         self.loss_ce_weight = loss_ce_weight
@@ -290,7 +298,24 @@ class GeoPixel(BaseModel):
              for ds in data_samples])
         if extra is not None:
             losses['loss_mask_aux'] = extra / max(n_masks, 1)
+        if self.seg_words_head is not None:
+            losses['loss_seg_words'] = self.seg_words_loss(
+                out['hidden_states'], batch['token_ids'])
         return losses
+
+    def seg_words_loss(self, hidden: torch.Tensor,
+                       token_ids: torch.Tensor) -> torch.Tensor:
+        """``seg_words_head``'s loss on every [SEG] state of the batch."""
+        tok = self.tokenizer
+        bags = []
+        for row in token_ids.tolist():
+            bags += request_words(
+                row, self.seg_token_id, tok.token_id(self.end_of_turn_token),
+                tok.token_id(PHRASE_START), tok.token_id(PHRASE_END),
+                ignore_ids=(tok.bos_token_id, tok.eos_token_id,
+                            self.pad_token_id))
+        return self.seg_words_head.loss(
+            hidden[token_ids == self.seg_token_id], bags)
 
     @torch.no_grad()
     def predict(self, inputs: dict, data_samples):

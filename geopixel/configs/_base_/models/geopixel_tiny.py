@@ -14,6 +14,7 @@ from mmengine.config import read_base
 from geopixel.models.architectures import GeoPixel
 from geopixel.models.decoders import SAM2MaskDecoder
 from geopixel.models.grounding_encoders import SAM2GroundingEncoder
+from geopixel.models.heads import SegWordsHead
 from geopixel.models.llms import PartialLoRAAdapter
 from geopixel.models.vision_encoders import CLIPVisionEncoder
 from geopixel.tokenizers import InternLM2Tokenizer
@@ -68,4 +69,9 @@ model = dict(
         mlp_dim=256,
         stability_fallback=False,
         locator=True),
+    # Not in the paper either: each [SEG] state also names the words it
+    # grounds (a bag of words), so that position words reach [SEG] before
+    # the decoder can use them; without it the random LLM never routes
+    # them there (docs/en/notes/refer_study.md, section 7).
+    seg_words_head=dict(type=SegWordsHead),
     generation_cfg=dict(max_new_tokens=64))
