@@ -3,6 +3,8 @@ import json
 import logging
 import types
 
+import pytest
+
 from PIL import Image
 
 from geopixel.datasets import (GeoPixelDDataset, LoadGroundingMasks,
@@ -133,3 +135,65 @@ def test_visualization_hook_sends_validation_to_the_backends(tmp_path):
         hook.after_val_iter(runner, batch_idx, batch, samples)
     written = sorted(p.name for p in (tmp_path / 'vis').rglob('*.png'))
     assert written == ['val_img0_11.png', 'val_img0_13.png']
+
+
+def test_time_budget_fits_the_schedule_to_the_budget(monkeypatch):
+    """A cosine schedule planned for 1,000 iterations on a machine that
+    manages 10 in the budget ends at iteration 10, at its minimum."""
+    import torch
+    from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
+
+    from geopixel.engine.hooks import TimeBudgetHook
+    now = [0.0]
+    monkeypatch.setattr('time.monotonic', lambda: now[0])
+    optim = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    warmup = LinearLR(optim, start_factor=0.5, by_epoch=False, begin=0,
+                      end=2)
+    cosine = CosineAnnealingLR(optim, by_epoch=False, begin=2, end=1000,
+                               eta_min=0.0)
+    loop = types.SimpleNamespace(_max_iters=1000)
+    runner = types.SimpleNamespace(train_loop=loop, iter=0,
+                                   param_schedulers=[warmup, cosine],
+                                   logger=ListLogger())
+    runner.logger.info = lambda msg: None
+    hook = TimeBudgetHook(minutes=1.0, fit_schedule=True, min_iters=2)
+    hook.before_train(runner)
+    lrs = []
+    while runner.iter < loop._max_iters:
+        now[0] += 6.0  # 6 s per iteration: 10 fit in the minute
+        optim.step()
+        hook.after_train_iter(runner, runner.iter)
+        for scheduler in (warmup, cosine):
+            scheduler.step()
+        lrs.append(optim.param_groups[0]['lr'])
+        runner.iter += 1
+    assert loop._max_iters == 10 and runner.iter == 10
+    assert (warmup.end, cosine.end, cosine.T_max) == (2, 10, 8)
+    # the same learning rates as a schedule planned for 10 iterations
+    optim = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    planned = [LinearLR(optim, start_factor=0.5, by_epoch=False, begin=0,
+                        end=2),
+               CosineAnnealingLR(optim, by_epoch=False, begin=2, end=10,
+                                 eta_min=0.0)]
+    expected = []
+    for _ in range(10):
+        optim.step()
+        for scheduler in planned:
+            scheduler.step()
+        expected.append(optim.param_groups[0]['lr'])
+    assert lrs == pytest.approx(expected, abs=1e-12)
+    assert lrs[-1] < 0.05
+
+
+def test_time_budget_never_fits_past_max_iters(monkeypatch):
+    from geopixel.engine.hooks import TimeBudgetHook
+    now = [0.0]
+    monkeypatch.setattr('time.monotonic', lambda: now[0])
+    loop = types.SimpleNamespace(_max_iters=50)
+    runner = types.SimpleNamespace(train_loop=loop, iter=0,
+                                   param_schedulers=[], logger=ListLogger())
+    hook = TimeBudgetHook(minutes=10.0, fit_schedule=True, min_iters=1)
+    hook.before_train(runner)
+    now[0] += 1.0  # 600 iterations would fit
+    hook.after_train_iter(runner, 0)
+    assert loop._max_iters == 50

@@ -5,6 +5,11 @@ synthetic RRSIS-D data and score a held-out split against trivial baselines.
         [--size 256] [--config configs/geopixel/rrsis_tiny.py]
         [--work-dir work_dirs/benchmark_learning]
 
+The config's cosine schedule is fitted to the budget
+(``TimeBudgetHook(fit_schedule=True)``): it decays to its minimum when the
+budget runs out, however many iterations this machine manages in it
+(``--max-iters`` is only a ceiling).
+
 Writes ``summary.json`` (final P@X/oIoU/mIoU on the test split, the
 all-zero, whole-image and all-objects baselines, iterations, seconds, and
 ``refer_probe``: tools/analysis/refer_probe.py's JSON, i.e. scores and
@@ -94,7 +99,8 @@ def main(argv=None):
     parser.add_argument('--config', default='configs/geopixel/rrsis_tiny.py')
     parser.add_argument('--work-dir', default='work_dirs/benchmark_learning')
     parser.add_argument('--minutes', type=float, default=15.0)
-    parser.add_argument('--max-iters', type=int, default=2600)
+    parser.add_argument('--max-iters', type=int, default=8000,
+                        help='ceiling; the budget decides')
     parser.add_argument('--val-interval', type=int, default=650)
     parser.add_argument('--images', type=int, default=3000)
     parser.add_argument('--size', type=int, default=256)
@@ -124,7 +130,8 @@ def main(argv=None):
     cfg.default_hooks.checkpoint.interval = args.max_iters
     cfg.default_hooks.logger.interval = 10
     cfg.custom_hooks.append(
-        dict(type='geopixel.TimeBudgetHook', minutes=args.minutes))
+        dict(type='geopixel.TimeBudgetHook', minutes=args.minutes,
+             fit_schedule=True))
 
     runner = Runner.from_cfg(cfg)
     start = time.time()
