@@ -255,3 +255,27 @@ def test_locator_loss_and_masks_take_gradients_and_skip_empty_samples():
     assert [tuple(m.shape) for m in masks] == [(2, *SIZES[0]),
                                                (1, *SIZES[1])]
     assert all(torch.isfinite(m).all() for m in masks)
+
+
+@pytest.mark.parametrize('locator', [True, False])
+def test_forward_train_equals_forward_and_auxiliary_loss(locator):
+    """One locator pass per sample gives the same masks and loss (and
+    gradients) as the forward and the auxiliary loss computed apart."""
+    encoder, decoder = build_locator()
+    decoder.locator = locator
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
+                            generator=torch.Generator().manual_seed(2))
+              for h, w in SIZES]
+    features = encoder(encoder.preprocess(images))
+    prompts = [torch.randn(2, encoder.hidden_dim),
+               torch.zeros(0, encoder.hidden_dim)]
+    gt = torch.zeros(2, *SIZES[0])
+    gt[0, 10:40, 20:60] = 1  # the second target is empty: no signal
+    masks, loss = decoder.forward_train(features, prompts, SIZES, [gt, None])
+    apart = decoder(features, prompts, SIZES)
+    assert all(torch.equal(a, b) for a, b in zip(masks, apart))
+    if not locator:
+        assert loss is None
+        return
+    expected = decoder.auxiliary_loss(features, prompts, [gt, None])
+    assert torch.equal(loss, expected) and loss > 0

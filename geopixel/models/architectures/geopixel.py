@@ -272,7 +272,12 @@ class GeoPixel(BaseModel):
                     f'{ds.metainfo.get("img_path")} '
                     f'({ds.metainfo.get("record_id")}): {p.shape[0]} [SEG] '
                     f'token(s) but {n_gt} ground-truth mask(s)')
-        pred = self.mask_decoder(features, prompts, sizes)
+        gt_masks = [
+            ds.gt_masks.to(out['loss'].device) if 'gt_masks' in ds else None
+            for ds in data_samples
+        ]
+        pred, extra = self.mask_decoder.forward_train(
+            features, prompts, sizes, gt_masks)
         touch = self.mask_decoder.zero_loss() + sum(
             p.sum() * 0.0 for p in self.seg_projector.parameters())
         bce, dice = [], []
@@ -292,10 +297,6 @@ class GeoPixel(BaseModel):
             loss_ce=out['loss'] * self.loss_ce_weight,
             loss_mask_bce=loss_bce + touch,
             loss_mask_dice=loss_dice)
-        extra = self.mask_decoder.auxiliary_loss(
-            features, prompts,
-            [ds.gt_masks.to(out['loss'].device) if 'gt_masks' in ds else None
-             for ds in data_samples])
         if extra is not None:
             losses['loss_mask_aux'] = extra / max(n_masks, 1)
         if self.seg_words_head is not None:

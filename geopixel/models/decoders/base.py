@@ -31,6 +31,16 @@ class BaseMaskDecoder(nn.Module, metaclass=ABCMeta):
         [n_i, H_i, W_i] tensor per sample), or None (the default)."""
         return None
 
+    def forward_train(self, features: dict,
+                      prompts: Sequence[torch.Tensor],
+                      original_sizes: Sequence[Tuple[int, int]],
+                      gt_masks: Sequence[Optional[torch.Tensor]]
+                      ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
+        """The masks and the auxiliary loss of one training step; decoders
+        whose loss reuses the forward's work compute both in one pass."""
+        return (self(features, prompts, original_sizes),
+                self.auxiliary_loss(features, prompts, gt_masks))
+
     def zero_loss(self) -> torch.Tensor:
         """0 that touches every trainable parameter.
 

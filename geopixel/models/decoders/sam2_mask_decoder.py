@@ -158,8 +158,10 @@ class SAM2MaskDecoder(BaseMaskDecoder):
             log_p = scores.flatten(1).log_softmax(-1)
             relative = log_p - log_p.amax(-1, keepdim=True)
             masks = masks + relative.view_as(scores).to(masks.dtype)
-        return dict(
-            low_res_masks=masks, iou=iou, object_scores=object_scores)
+        out = dict(low_res_masks=masks, iou=iou, object_scores=object_scores)
+        if self.locator:
+            out['locator_scores'] = scores
+        return out
 
     def locate(self, image_embed: torch.Tensor,
                high_res: Sequence[torch.Tensor],
@@ -191,16 +193,25 @@ class SAM2MaskDecoder(BaseMaskDecoder):
         if not self.locator:
             return None
         high_res = self.project_high_res(features['high_res'])
-        total = features['image_embed'].new_zeros((), dtype=torch.float32)
-        for i, (sample_prompts, gt) in enumerate(zip(prompts, gt_masks)):
-            if sample_prompts.shape[0] == 0:
+        scores = [
+            None if p.shape[0] == 0 else self.locate(
+                features['image_embed'][i:i + 1],
+                [h[i:i + 1] for h in high_res], p)
+            for i, p in enumerate(prompts)
+        ]
+        return self._pointing_loss(scores, gt_masks,
+                                   features['image_embed'])
+
+    def _pointing_loss(self, scores: Sequence[Optional[torch.Tensor]],
+                       gt_masks: Sequence[Optional[torch.Tensor]],
+                       like: torch.Tensor) -> torch.Tensor:
+        total = like.new_zeros((), dtype=torch.float32)
+        for sample_scores, gt in zip(scores, gt_masks):
+            if sample_scores is None:
                 continue
-            scores = self.locate(features['image_embed'][i:i + 1],
-                                 [h[i:i + 1] for h in high_res],
-                                 sample_prompts)
             share = F.adaptive_avg_pool2d(gt[:, None].float(),
-                                          scores.shape[-2:]).flatten(1)
-            log_p = scores.flatten(1).log_softmax(-1)
+                                          sample_scores.shape[-2:]).flatten(1)
+            log_p = sample_scores.flatten(1).log_softmax(-1)
             # an empty target (all-zero mask) gives no pointing signal
             has_target = share.sum(-1) > 0
             picked = torch.logsumexp(
@@ -208,23 +219,41 @@ class SAM2MaskDecoder(BaseMaskDecoder):
             total = total - picked[has_target].sum()
         return total * self.locator_loss_weight
 
+    def forward_train(self, features: dict,
+                      prompts: Sequence[torch.Tensor],
+                      original_sizes: Sequence[Tuple[int, int]],
+                      gt_masks: Sequence[Optional[torch.Tensor]]
+                      ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
+        """Masks and the pointing loss from one locator pass per sample."""
+        masks, scores = self._decode_all(features, prompts, original_sizes)
+        if not self.locator:
+            return masks, None
+        return masks, self._pointing_loss(scores, gt_masks,
+                                          features['image_embed'])
+
     def forward(self, features: dict, prompts: Sequence[torch.Tensor],
                 original_sizes: Sequence[Tuple[int, int]]
                 ) -> List[torch.Tensor]:
+        return self._decode_all(features, prompts, original_sizes)[0]
+
+    def _decode_all(self, features, prompts, original_sizes):
+        """Per sample: logits at the original size and the locator scores
+        (None without a locator or without prompts)."""
         high_res = self.project_high_res(features['high_res'])
-        outputs = []
+        outputs, scores = [], []
         for i, (sample_prompts, size) in enumerate(zip(prompts,
                                                        original_sizes)):
             if sample_prompts.shape[0] == 0:
                 outputs.append(
                     features['image_embed'].new_zeros((0, *size)).float())
+                scores.append(None)
                 continue
-            low = self.decode(features['image_embed'][i:i + 1],
-                              [h[i:i + 1] for h in high_res],
-                              sample_prompts)['low_res_masks']
-            outputs.append(postprocess_masks(low, size))
-        return outputs
-
+            decoded = self.decode(features['image_embed'][i:i + 1],
+                                  [h[i:i + 1] for h in high_res],
+                                  sample_prompts)
+            outputs.append(postprocess_masks(decoded['low_res_masks'], size))
+            scores.append(decoded.get('locator_scores'))
+        return outputs, scores
 
 
 def postprocess_masks(low_res: torch.Tensor,
