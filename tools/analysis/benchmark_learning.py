@@ -51,8 +51,9 @@ def plot_curve(scalars_file: str, out_png: str,
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    losses = {k: ([], []) for k in ('loss_ce', 'loss_mask_bce',
-                                    'loss_mask_dice', 'loss_mask_aux')}
+    # every loss term the model logs (loss_mask_aux, loss_seg_words: parts
+    # that have one), in order of first appearance
+    losses = {}
     val = {k: [] for k in ('iter', 'rrsis/mIoU', 'rrsis/oIoU')}
     last_iter = 0
     with open(scalars_file) as f:
@@ -60,8 +61,9 @@ def plot_curve(scalars_file: str, out_png: str,
             row = json.loads(line)
             if 'loss' in row:
                 last_iter = row['iter']
-                for key, (xs, ys) in losses.items():
-                    if key in row:  # loss_mask_aux: decoders that have one
+                for key in row:
+                    if key.startswith('loss_'):
+                        xs, ys = losses.setdefault(key, ([], []))
                         xs.append(row['iter'])
                         ys.append(row[key])
             if 'rrsis/mIoU' in row:  # val rows carry no iteration
