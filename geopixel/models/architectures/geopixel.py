@@ -122,8 +122,19 @@ class GeoPixel(BaseModel):
             image_size=self.grounding_encoder.input_size)
         self.seg_projector = _build(
             MODELS, seg_projector, in_channels=hidden, out_channels=dim)
-        self.seg_words_head = None if seg_words_head is None else _build(
-            MODELS, seg_words_head, in_channels=hidden, vocab_size=len(tok))
+        self.seg_words_head = None
+        if seg_words_head is not None:
+            self.seg_words_head = _build(MODELS, seg_words_head,
+                                         in_channels=hidden,
+                                         vocab_size=len(tok))
+            # what request_words needs, looked up once
+            self._words_ids = dict(
+                seg_id=self.seg_token_id,
+                end_of_turn_id=tok.token_id(end_of_turn_token),
+                phrase_start_id=tok.token_id(PHRASE_START),
+                phrase_end_id=tok.token_id(PHRASE_END),
+                ignore_ids=(tok.bos_token_id, tok.eos_token_id,
+                            self.pad_token_id))
         self.loss_bce = MODELS.build(loss_bce)
         self.loss_dice = MODELS.build(loss_dice)
         self.loss_ce_weight = loss_ce_weight
@@ -281,10 +292,10 @@ class GeoPixel(BaseModel):
         touch = self.mask_decoder.zero_loss() + sum(
             p.sum() * 0.0 for p in self.seg_projector.parameters())
         bce, dice = [], []
-        for logits, ds in zip(pred, data_samples):
+        for logits, gt in zip(pred, gt_masks):
             if logits.shape[0] == 0:
                 continue
-            gt = ds.gt_masks.to(logits.device).float()
+            gt = gt.float()
             bce.append(self.loss_bce(logits, gt).flatten(1).mean(1))
             dice.append(self.loss_dice(logits, gt))
         n_masks = sum(x.shape[0] for x in bce)
@@ -307,14 +318,9 @@ class GeoPixel(BaseModel):
     def seg_words_loss(self, hidden: torch.Tensor,
                        token_ids: torch.Tensor) -> torch.Tensor:
         """``seg_words_head``'s loss on every [SEG] state of the batch."""
-        tok = self.tokenizer
         bags = []
         for row in token_ids.tolist():
-            bags += request_words(
-                row, self.seg_token_id, tok.token_id(self.end_of_turn_token),
-                tok.token_id(PHRASE_START), tok.token_id(PHRASE_END),
-                ignore_ids=(tok.bos_token_id, tok.eos_token_id,
-                            self.pad_token_id))
+            bags += request_words(row, **self._words_ids)
         return self.seg_words_head.loss(
             hidden[token_ids == self.seg_token_id], bags)
 
