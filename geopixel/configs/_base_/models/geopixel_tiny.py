@@ -49,7 +49,7 @@ model = dict(
         # LoRA without dropout (its random masks cost 3% of a CPU step) and
         # at scaling 1 (alpha 8, r 8; the paper: alpha 16, dropout 0.05):
         # with rrsis_tiny's lr 2e-3 the 15-minute benchmark rose from
-        # 51.07 / 48.23 to 55.02 / 52.93 (docs/en/notes/refer_study.md)
+        # 51.07 / 48.23 to 55.39 / 53.61 (docs/en/notes/refer_study.md)
         lora=dict(r=8, lora_alpha=8, lora_dropout=0.0)),
     grounding_encoder=dict(
         type=SAM2GroundingEncoder,
