@@ -22,7 +22,9 @@ def draw_grounded_masks(image: np.ndarray,
                         labels: Optional[Sequence[str]] = None,
                         alpha: float = 0.5,
                         title: Optional[str] = None,
-                        legend_width: int = 260) -> np.ndarray:
+                        legend_width: int = 260,
+                        colours: Optional[Sequence[tuple]] = None
+                        ) -> np.ndarray:
     """Blend each mask in its colour, outline it, and add a legend panel on
     the right.
 
@@ -37,6 +39,8 @@ def draw_grounded_masks(image: np.ndarray,
         labels: legend text per mask (defaults to ``mask k``).
         alpha: mask opacity.
         title: optional line above the legend (e.g. the image name).
+        colours: RGB per mask; default ``palette(len(masks))``. A subset of
+            masks keeps its colours when given the subset of the palette.
 
     Returns:
         H' x (W + legend_width) x 3 uint8 RGB, H' >= H fitting the legend.
@@ -44,7 +48,9 @@ def draw_grounded_masks(image: np.ndarray,
     image = np.asarray(image, dtype=np.uint8)
     h, w = image.shape[:2]
     out = image.astype(np.float32)
-    colours = palette(len(masks))
+    colours = list(colours) if colours is not None else palette(len(masks))
+    if len(colours) != len(masks):
+        raise ValueError(f'{len(colours)} colours for {len(masks)} masks')
     labels = list(labels) if labels is not None else []
     labels += [f'mask {k}' for k in range(len(labels), len(masks))]
     selections = []
