@@ -16,13 +16,16 @@ model.text_hidden_fcs.0.*                     seg_projector.*
 Dropped: IXC-2.5's unused ``lora_sft/dpo/web`` adapters (about 3B
 parameters) and SAM2's video-memory modules. Un-merged training outputs
 (``base_model.model.`` prefix, ``base_layer`` and ``lora_A/B.default``) are
-merged first (``W += B @ A * alpha / r``). Where the target module carries a
+merged first (``W += B @ A * scaling``, the scaling from the run's recorded
+LoRA configuration: ``lora.py``). Where the target module carries a
 peft LoRA wrapper, ``X.weight`` lands on ``X.base_layer.weight``.
 """
 import re
 from typing import Dict, Iterable, List, Tuple
 
 import torch
+
+from .lora import merge_unmerged_lora, read_lora_config
 
 PREFIX_TABLE: List[Tuple[str, str]] = [
     ('vit.vision_tower.vision_model.', 'vision_encoder.vit.'),
@@ -48,42 +51,25 @@ DROP_PATTERNS = [
 ]
 
 
-def merge_unmerged_lora(state: Dict[str, torch.Tensor],
-                        scaling: float = 2.0) -> Dict[str, torch.Tensor]:
-    """Merge peft LoRA of a zero_to_fp32 training output into base weights.
-
-    ``scaling`` is ``lora_alpha / r`` (16 / 8 in the GeoPixel recipe).
-    """
-    state = {(k[len('base_model.model.'):]
-              if k.startswith('base_model.model.') else k): v
-             for k, v in state.items()}
-    merged = {}
-    for key, value in state.items():
-        if '.lora_A.' in key or '.lora_B.' in key:
-            continue
-        merged[key.replace('.base_layer.', '.')] = value
-    for key in [k for k in state if '.lora_A.' in k]:
-        module = key.split('.lora_A.')[0]
-        a = state[key]
-        b = state[key.replace('.lora_A.', '.lora_B.')]
-        target = f'{module}.weight'
-        merged[target] = (merged[target].float() +
-                          (b.float() @ a.float()) * scaling).to(
-                              merged[target].dtype)
-    return merged
+def is_unmerged_lora(state: Dict[str, torch.Tensor]) -> bool:
+    """A peft training output whose LoRA is not merged yet."""
+    return any(k.startswith('base_model.model.') for k in state)
 
 
 def convert_official_state_dict(
         state: Dict[str, torch.Tensor],
-        target_keys: Iterable[str]) -> Tuple[dict, List[str], List[str]]:
+        target_keys: Iterable[str],
+        lora_config=None) -> Tuple[dict, List[str], List[str]]:
     """Official keys -> geopixel keys for a model with ``target_keys``.
 
-    Returns ``(converted, dropped, unknown)``: ``dropped`` are keys the
-    tables leave out on purpose, ``unknown`` keys no table knows.
+    An un-merged training output is merged first with ``lora_config``
+    (required for one). Returns ``(converted, dropped, unknown)``:
+    ``dropped`` are keys the tables leave out on purpose, ``unknown`` keys
+    no table knows.
     """
     targets = set(target_keys)
-    if any(k.startswith('base_model.model.') for k in state):
-        state = merge_unmerged_lora(state)
+    if is_unmerged_lora(state):
+        state = merge_unmerged_lora(state, lora_config)
     converted, dropped, unknown = {}, [], []
     for key, value in state.items():
         if any(p.search(key) for p in DROP_PATTERNS):
@@ -124,7 +110,8 @@ def _fit_to_target(name: str, targets: set) -> str:
 def load_official_checkpoint(model: torch.nn.Module,
                              path: str,
                              strict: bool = True,
-                             grow_vocab: bool = False) -> dict:
+                             grow_vocab: bool = False,
+                             lora_config=None) -> dict:
     """Load a released GeoPixel checkpoint (file or folder) into ``model``.
 
     Returns a report with ``missing`` (model keys not in the checkpoint),
@@ -136,12 +123,29 @@ def load_official_checkpoint(model: torch.nn.Module,
     fewer token rows (IXC-2.5: 92544) fill the first rows of a model whose
     vocabulary was grown for GeoPixel's tokens (92547); the new rows keep
     their N(0, 0.02) initialisation, as in the official recipe.
+
+    An un-merged training output is merged with the LoRA configuration it
+    was trained with: ``lora_config`` if given, else the
+    ``adapter_config.json`` beside it, else the ``lora`` of the config
+    ``model`` was built from (``model.llm.lora_config``). Without any of
+    them, or with a rank that contradicts the configuration, it is refused.
     """
     from .io import CheckpointError, describe_fit, read_state_dict
     state = read_state_dict(path)
     ref = model.state_dict()
-    converted, dropped, unknown = convert_official_state_dict(
-        state, ref.keys())
+    if is_unmerged_lora(state) and lora_config is None:
+        lora_config = read_lora_config(path) or getattr(
+            getattr(model, 'llm', None), 'lora_config', None)
+        if lora_config is None:
+            raise CheckpointError(
+                'is an un-merged LoRA training output, and no LoRA '
+                'configuration says how to merge it: put its '
+                'adapter_config.json beside it, or pass lora_config', path)
+    try:
+        converted, dropped, unknown = convert_official_state_dict(
+            state, ref.keys(), lora_config)
+    except ValueError as exc:
+        raise CheckpointError(str(exc), path) from None
     for key, value in list(converted.items()):
         if (grow_vocab and key in ref and value.dim() == 2
                 and key.endswith(('tok_embeddings.weight', 'output.weight'))

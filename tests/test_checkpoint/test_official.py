@@ -120,7 +120,7 @@ def test_unmerged_training_output_is_merged(dtype):
     """W + B @ A * scale for every LoRA module, in the base weight's dtype;
     other keys lose only the peft prefix."""
     state = lora_state(dtype)
-    merged = merge_unmerged_lora(state, scaling=2.0)
+    merged = merge_unmerged_lora(state, dict(r=8, lora_alpha=16))
     layer = 'model.layers.0'
     assert sorted(merged) == sorted([
         f'{layer}.attention.wqkv.weight', f'{layer}.feed_forward.w2.weight',
@@ -141,9 +141,10 @@ def test_unmerged_training_output_is_merged(dtype):
 
 def test_conversion_merges_an_unmerged_training_output_first():
     state = lora_state()
-    converted, _, unknown = convert_official_state_dict(state, [])
+    recipe = dict(r=8, lora_alpha=16)
+    converted, _, unknown = convert_official_state_dict(state, [], recipe)
     assert unknown == []
-    merged = merge_unmerged_lora(state)  # the recipe's alpha / r = 2
+    merged = merge_unmerged_lora(state, recipe)
     for key, value in merged.items():
         assert torch.equal(converted['llm.llm.' + key], value)
 

@@ -293,9 +293,16 @@ class BaseLLMAdapter(nn.Module, metaclass=ABCMeta):
         """Fold peft LoRA into the wrapped projections and drop the
         wrappers; afterwards only the embedding rows may still train.
         Partial LoRA stays (it depends on the token, so it cannot fold)."""
+        from geopixel.checkpoint.lora import lora_delta
         for parent, name, layer in self._lora_layers():
-            layer.merge()
-            setattr(parent, name, layer.get_base_layer())
+            base = layer.get_base_layer()
+            with torch.no_grad():  # the formula state-dict merges use
+                for adapter in layer.active_adapters:
+                    base.weight += lora_delta(
+                        layer.lora_A[adapter].weight,
+                        layer.lora_B[adapter].weight,
+                        layer.scaling[adapter]).to(base.weight.dtype)
+            setattr(parent, name, base)
         self.lora_config = None
         embeddings = set(map(id, self._embedding_weights()))
         for param in self.llm.parameters():
