@@ -98,6 +98,9 @@ def main(argv=None):
     from geopixel.engine import setup_mmengine
 
     cfg = build_train_config(args)
+    # a missing DeepSpeed, tokenizer, checkpoint or data root, all at once
+    from geopixel.engine.preflight import check_run_prerequisites
+    check_run_prerequisites(cfg)
     # full unpickling only for the run's own checkpoints, or the named one
     # with --trust-checkpoint
     trusted = [cfg.work_dir]
