@@ -50,7 +50,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     from geopixel.checkpoint import describe_fit, load_model_weights
-    from geopixel.engine.preflight import run_problems
+    from geopixel.engine.preflight import check_run_prerequisites
     from geopixel.engine.runner_setup import (load_config,
                                               setup_cpu_distributed,
                                               trusts_checkpoint)
@@ -65,12 +65,7 @@ def main(argv=None):
     # A DeepSpeed config evaluates on the plain Runner (mmengine#1408).
     cfg.pop('runner_type', None)
     cfg.pop('strategy', None)
-    problems = run_problems(cfg, ('test_dataloader', ))
-    if not osp.exists(args.checkpoint):
-        problems.append(f'the checkpoint {args.checkpoint} does not exist')
-    if problems:
-        raise SystemExit('cannot start the run:\n  - ' +
-                         '\n  - '.join(problems))
+    check_run_prerequisites(cfg, ('test_dataloader', ), args.checkpoint)
     setup_cpu_distributed(cfg)
     if args.show_dir:
         cfg.default_hooks.setdefault('visualization', dict(

@@ -20,12 +20,13 @@ import threading
 import time
 import zipfile
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from geopixel.structures import SEG_TOKEN
+from geopixel.structures.vocabulary import PHRASE_AT_END
 from geopixel.utils import BadRecordError
 from geopixel.visualization import draw_grounded_masks, palette
 
@@ -38,7 +39,6 @@ TASKS = OrderedDict([
     ('Free question', 'ask'),
 ])
 
-_PHRASE_AT_END = re.compile(r'<p>(.*?)</p>\s*$', re.S)
 _TAG = re.compile(r'</?p>')
 
 
@@ -84,7 +84,6 @@ class DemoAnswer:
     image_cached: bool
     seconds: float
     georeferenced: bool = False
-    timings: Dict[str, float] = field(default_factory=dict)
 
     def overlay(self, selected: Optional[Sequence[int]] = None
                 ) -> np.ndarray:
@@ -102,8 +101,9 @@ class DemoAnswer:
             colours=[self.colours[k] for k in keep])
 
     def timings_text(self) -> str:
-        parts = [f'{k} {self.timings[k]:.2f} s' for k in TIMING_KEYS
-                 if self.timings.get(k, 0.0) > 0.0005]
+        timings = self.result.timings
+        parts = [f'{k} {timings[k]:.2f} s' for k in TIMING_KEYS
+                 if timings.get(k, 0.0) > 0.0005]
         cached = ('image already encoded' if self.image_cached else
                   'image encoded for this question')
         return (f'{self.seconds:.2f} s in all ({cached}); ' +
@@ -120,7 +120,7 @@ def answer_html(answer: str, labels: Sequence[str],
     out = []
     for k, piece in enumerate(pieces):
         last = k == len(pieces) - 1
-        found = None if last else _PHRASE_AT_END.search(piece)
+        found = None if last else PHRASE_AT_END.search(piece)
         head = piece[:found.start()] if found else piece
         out.append(html.escape(_TAG.sub('', head)))
         if last:
@@ -275,8 +275,7 @@ class DemoBackend:
             html=answer_html(result.answer, labels, colours),
             labels=labels, colours=colours, files=files,
             image_cached=cached, seconds=seconds,
-            georeferenced=source.transform is not None,
-            timings=dict(result.timings))
+            georeferenced=source.transform is not None)
 
     @staticmethod
     def _write_files(result: InferenceResult, source, out: str,

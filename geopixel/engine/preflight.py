@@ -7,7 +7,7 @@ that the tokenizer folder is missing too.
 """
 import importlib.util
 import os.path as osp
-from typing import List
+from typing import List, Optional
 
 # model config keys whose string values are local files or folders
 _MODEL_PATH_KEYS = ('path', 'checkpoint', 'ixc_checkpoint')
@@ -64,10 +64,13 @@ def run_problems(cfg, loaders=('train_dataloader', )) -> List[str]:
     return problems
 
 
-def check_run_prerequisites(cfg, loaders=('train_dataloader', )) -> None:
+def check_run_prerequisites(cfg, loaders=('train_dataloader', ),
+                            checkpoint: Optional[str] = None) -> None:
     """Raise ``SystemExit`` listing every problem :func:`run_problems`
-    finds."""
+    finds, and a missing ``checkpoint`` (the one a test run loads)."""
     problems = run_problems(cfg, loaders)
+    if checkpoint is not None and not osp.exists(checkpoint):
+        problems.append(f'the checkpoint {checkpoint} does not exist')
     if problems:
         raise SystemExit('cannot start the run:\n  - ' +
                          '\n  - '.join(problems))

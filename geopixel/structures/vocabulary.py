@@ -36,7 +36,7 @@ IGNORE_INDEX = -100
 _GROUNDED_PHRASE = re.compile(r'<p>((?:(?!<p>).)*?)</p>\s*\[SEG\]', re.S)
 _GLAMM_PHRASE = re.compile(r'<p>(.*?)</p>')
 # the phrase right before a [SEG] (the model's rule, as grounded_phrases)
-_PHRASE_AT_END = re.compile(r'<p>((?:(?!<p>).)*?)</p>\s*$', re.S)
+PHRASE_AT_END = re.compile(r'<p>((?:(?!<p>).)*?)</p>\s*$', re.S)
 
 
 def grounded_phrases(text: str) -> List[str]:
@@ -52,7 +52,7 @@ def seg_phrases(text: str) -> List[Optional[str]]:
     pieces = text.split(SEG_TOKEN)[:-1]
     phrases = []
     for piece in pieces:
-        found = _PHRASE_AT_END.search(piece)
+        found = PHRASE_AT_END.search(piece)
         phrases.append(found.group(1).strip() if found else None)
     return phrases
 

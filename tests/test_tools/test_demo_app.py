@@ -44,6 +44,19 @@ def _load_app():
     return module
 
 
+def _chromium(window: str):
+    """Debian's Chromium, headless, through its chromedriver."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ('--headless=new', '--no-sandbox', '--disable-gpu',
+                '--disable-dev-shm-usage', f'--window-size={window}'):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(DRIVER), options=options)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
@@ -55,10 +68,6 @@ def page(synthetic_root, tmp_path_factory):
     """The demo served on loopback and a headless Chromium on it."""
     _require_browser()
     os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
     app = _load_app()
     cfg = get_config(GCG_CONFIG, synthetic_root)
     model = tiny_model(cfg, generation_cfg=dict(max_new_tokens=24))
@@ -73,12 +82,7 @@ def page(synthetic_root, tmp_path_factory):
     port = _free_port()
     app.launch(demo, backend, '127.0.0.1', port, block=False)
 
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in ('--headless=new', '--no-sandbox', '--disable-gpu',
-                '--disable-dev-shm-usage', '--window-size=1400,1300'):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver = _chromium('1400,1300')
     driver.get(f'http://127.0.0.1:{port}/')
     try:
         yield driver, work
@@ -179,9 +183,6 @@ def test_command_line_on_a_trained_model(tmp_path):
     import time
     import urllib.request
 
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     from geopixel.datasets.synthetic import write_scene
@@ -193,11 +194,6 @@ def test_command_line_on_a_trained_model(tmp_path):
         [sys.executable, osp.join(REPO, 'tools/demo/app.py'), config,
          checkpoint, '--port', str(port), '--no-examples'],
         cwd=os.environ.get('GEOPIXEL_DEMO_CWD', REPO))
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in ('--headless=new', '--no-sandbox', '--disable-gpu',
-                '--disable-dev-shm-usage', '--window-size=1400,1000'):
-        options.add_argument(arg)
     driver = None
     try:
         for _ in range(240):
@@ -207,7 +203,7 @@ def test_command_line_on_a_trained_model(tmp_path):
             except OSError:
                 assert server.poll() is None, 'the demo exited'
                 time.sleep(0.5)
-        driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+        driver = _chromium('1400,1000')
         driver.get(f'http://127.0.0.1:{port}/')
         _upload(driver, str(tmp_path / 'scene' / 'scene.png'))
         _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR,
