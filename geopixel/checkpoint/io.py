@@ -301,13 +301,20 @@ def load_model_weights(model: torch.nn.Module,
     Every model key must be in the checkpoint with its shape, and the
     checkpoint may hold no other key; otherwise (with ``strict``) a
     :class:`CheckpointError` names the keys. Without ``strict`` the keys
-    that fit are loaded and the report says what did not.
+    that fit are loaded and the report says what did not. A trainable-only
+    training checkpoint gets its left-out frozen weights from ``model``
+    (built from the same files; checked bit for bit: ``frozen.py``).
 
     Returns:
         dict with ``missing``, ``unexpected`` and ``mismatched`` key lists.
     """
-    state = model_state_of(read_checkpoint(path, trusted=trusted), path)
+    checkpoint = read_checkpoint(path, trusted=trusted)
+    state = model_state_of(checkpoint, path)
     check_finite(state, path)
+    from .frozen import complete_frozen, frozen_record
+    record = frozen_record(checkpoint)
+    if record is not None:  # a trainable-only training checkpoint
+        state = complete_frozen(model, state, record, path)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

@@ -42,13 +42,21 @@ PREFIX_TABLE: List[Tuple[str, str]] = [
     ('model.norm.', 'llm.llm.model.norm.'),
     ('output.', 'llm.llm.output.'),
 ]
-DROP_PATTERNS = [
+# weights of modules GeoPixel never runs (a release still carries them)
+UNUSED_PATTERNS = [
     re.compile(r'\.lora_(sft|dpo|web)_[AB]\.'),
     re.compile(r'^model\.visual_model\.(memory_attention|memory_encoder|'
                r'mask_downsample|maskmem_tpos_enc|no_mem_pos_enc|no_obj_ptr|'
                r'obj_ptr_proj|obj_ptr_tpos_proj)'),
-    re.compile(r'position_ids$'),
 ]
+# buffers transformers 4.33 does not save (a release has none)
+NOT_SAVED_PATTERNS = [re.compile(r'position_ids$')]
+DROP_PATTERNS = UNUSED_PATTERNS + NOT_SAVED_PATTERNS
+# the layout differences _fit_to_target follows (export.py inverts them):
+# a peft wrapper's module, and CLIP nested by older transformers
+PEFT_BASE_LAYER = 'base_layer'
+CLIP_FLAT, CLIP_NESTED = ('vision_encoder.vit.',
+                          'vision_encoder.vit.vision_model.')
 
 
 def is_unmerged_lora(state: Dict[str, torch.Tensor]) -> bool:
@@ -96,12 +104,11 @@ def _fit_to_target(name: str, targets: set) -> str:
     # X.base_layer.Plora_A.weight
     parts = name.split('.')
     for i in range(len(parts) - 1, 0, -1):
-        wrapped = '.'.join(parts[:i] + ['base_layer'] + parts[i:])
+        wrapped = '.'.join(parts[:i] + [PEFT_BASE_LAYER] + parts[i:])
         if wrapped in targets:
             return wrapped
     # older transformers nest CLIP under `vision_model.`
-    nested = name.replace('vision_encoder.vit.',
-                          'vision_encoder.vit.vision_model.', 1)
+    nested = name.replace(CLIP_FLAT, CLIP_NESTED, 1)
     if nested in targets:
         return nested
     return name
@@ -146,6 +153,7 @@ def load_official_checkpoint(model: torch.nn.Module,
             state, ref.keys(), lora_config)
     except ValueError as exc:
         raise CheckpointError(str(exc), path) from None
+    partly_random = set()
     for key, value in list(converted.items()):
         if (grow_vocab and key in ref and value.dim() == 2
                 and key.endswith(('tok_embeddings.weight', 'output.weight'))
@@ -154,6 +162,7 @@ def load_official_checkpoint(model: torch.nn.Module,
             grown = ref[key].detach().clone()
             grown[:value.shape[0]] = value.to(grown.dtype)
             converted[key] = value = grown
+            partly_random.add(key)  # its new rows come from no file
         if key in ref and ref[key].shape != value.shape:
             raise CheckpointError(
                 f'{key} has shape {tuple(value.shape)} in the checkpoint but '
@@ -170,6 +179,11 @@ def load_official_checkpoint(model: torch.nn.Module,
         raise CheckpointError(
             f'does not fit the model: {describe_fit(report)}; unknown keys '
             f'{unknown[:8]}', path)
-    model.load_state_dict(
-        {k: v for k, v in converted.items() if k in ref}, strict=False)
+    loaded = {k: v for k, v in converted.items() if k in ref}
+    model.load_state_dict(loaded, strict=False)
+    from .frozen import mark_loaded, unmark
+    mark_loaded(model, path, [k for k in loaded if k not in partly_random])
+    tensors = model.state_dict(keep_vars=True)
+    for key in partly_random:
+        unmark(tensors[key])
     return report

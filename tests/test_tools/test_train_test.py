@@ -234,3 +234,68 @@ def test_tiny_gcg_test_prints_every_metric_and_writes_predictions(workspace):
     assert len(files) == meta['geopixeld']['test']
     pred = json.load(open(work / 'preds' / files[0]))
     assert set(pred) == {'image_id', 'caption', 'phrases', 'pred_masks'}
+
+
+def _losses(work):
+    """``{iteration: loss}`` from a run's scalars.json files."""
+    losses = {}
+    for d, _, files in os.walk(work):
+        if 'scalars.json' in files:
+            with open(osp.join(d, 'scalars.json')) as f:
+                for line in f:
+                    row = json.loads(line)
+                    if 'loss' in row:
+                        losses[row['iter']] = row['loss']
+    return losses
+
+
+@pytest.mark.slow
+def test_trainable_only_checkpoints_resume_and_test(workspace):
+    """The tiny model with a frozen SAM2 encoder read from a file: its
+    checkpoints leave the encoder out, resume to the same losses as an
+    uninterrupted run, and tools/test.py restores the encoder."""
+    pytest.importorskip('sam2')
+    import shutil
+
+    import torch
+
+    from geopixel.registry import MODELS
+    from geopixel.testing import tiny_model_cfg
+    sam2_file = workspace / 'sam2_tiny.pt'
+    model = MODELS.build(tiny_model_cfg(str(workspace / 'data' /
+                                            'synthetic')))
+    torch.save(dict(model=model.grounding_encoder.state_dict()), sam2_file)
+    config = osp.join(REPO, 'configs', 'geopixel', 'rrsis_tiny.py')
+    options = ['--cfg-options', 'train_cfg.max_iters=4',
+               'train_cfg.val_interval=100', 'param_scheduler.0.end=2',
+               'param_scheduler.1.begin=2', 'param_scheduler.1.end=4',
+               'default_hooks.checkpoint.interval=2',
+               'default_hooks.logger.interval=1',
+               f'model.grounding_encoder.checkpoint={sam2_file}',
+               'model.grounding_encoder.frozen=True']
+    train = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config]
+    whole = workspace / 'whole'
+    run_tool(train + ['--work-dir', str(whole)] + options, workspace)
+    ckpt = torch.load(whole / 'iter_2.pth', weights_only=False)
+    saved = ckpt['state_dict']
+    assert not [k for k in saved if k.startswith('grounding_encoder.')]
+    assert any(k.startswith('mask_decoder.') for k in saved)
+    record = ckpt['meta']['geopixel_frozen_weights']
+    assert list(record['sources']) == [str(sam2_file)]
+    assert 'optimizer' in ckpt
+
+    resumed = workspace / 'resumed'
+    resumed.mkdir()
+    shutil.copy(whole / 'iter_2.pth', resumed / 'iter_2.pth')
+    log = run_tool(train + ['--work-dir', str(resumed), '--resume',
+                            str(resumed / 'iter_2.pth')] + options,
+                   workspace)
+    assert 'resumed epoch: 0, iter: 2' in log.stdout + log.stderr
+    first, second = _losses(whole), _losses(resumed)
+    assert sorted(second) == [3, 4]
+    assert [second[i] for i in (3, 4)] == [first[i] for i in (3, 4)]
+
+    tested = run_tool([sys.executable, osp.join(REPO, 'tools', 'test.py'),
+                       config, str(resumed / 'iter_4.pth'), '--work-dir',
+                       str(resumed)] + options, workspace)
+    assert 'every key fits' in tested.stdout + tested.stderr

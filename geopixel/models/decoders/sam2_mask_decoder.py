@@ -119,6 +119,9 @@ class SAM2MaskDecoder(BaseMaskDecoder):
         # every SAM2 weight must fit; a locator is ours and keeps its init
         self.prompt_encoder.load_state_dict(prompt_encoder, strict=True)
         self.mask_decoder.load_state_dict(mask_decoder, strict=True)
+        from geopixel.checkpoint.frozen import mark_loaded
+        mark_loaded(self.prompt_encoder, checkpoint, prompt_encoder)
+        mark_loaded(self.mask_decoder, checkpoint, mask_decoder)
 
     def project_high_res(self, high_res: Sequence[torch.Tensor]):
         return [

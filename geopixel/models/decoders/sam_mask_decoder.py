@@ -62,6 +62,8 @@ class SAMMaskDecoder(BaseMaskDecoder):
             elif key == 'prompt_encoder.no_mask_embed.weight':
                 mine['no_mask_embed.weight'] = value
         self.load_state_dict(mine, strict=True)
+        from geopixel.checkpoint.frozen import mark_loaded
+        mark_loaded(self, path, mine)
 
     def image_pe(self) -> torch.Tensor:
         side = self.side

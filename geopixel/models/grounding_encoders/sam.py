@@ -74,6 +74,8 @@ class SAMGroundingEncoder(BaseGroundingEncoder):
                 checkpoint, keep=lambda k: k.startswith('vision_encoder.'))
             state = {k[len('vision_encoder.'):]: v for k, v in state.items()}
             self.vision_encoder.load_state_dict(state, strict=True)
+            from geopixel.checkpoint.frozen import mark_loaded
+            mark_loaded(self.vision_encoder, checkpoint, state)
         self.frozen = frozen
         if frozen:
             self.requires_grad_(False)

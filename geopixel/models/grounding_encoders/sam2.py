@@ -13,7 +13,7 @@ Output, as SAM2Base prepares it for the mask decoder (reference section 3):
 decoder's ``conv_s0`` / ``conv_s1``.
 """
 import os.path as osp
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -113,12 +113,15 @@ class SAM2GroundingEncoder(BaseGroundingEncoder):
             'pixel_std', torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
         self.frozen = frozen
         if checkpoint is not None:
-            self.load_sam2_weights(load_sam2_checkpoint(checkpoint))
+            from geopixel.checkpoint.frozen import mark_loaded
+            loaded = self.load_sam2_weights(load_sam2_checkpoint(checkpoint))
+            mark_loaded(self, checkpoint, loaded)
         if frozen:
             self.requires_grad_(False)
 
-    def load_sam2_weights(self, state: dict) -> None:
-        """Load the encoder part of a SAM2 state dict (prefix-free keys)."""
+    def load_sam2_weights(self, state: dict) -> List[str]:
+        """Load the encoder part of a SAM2 state dict (prefix-free keys);
+        returns the keys loaded."""
         mine = {
             k: v
             for k, v in state.items()
@@ -130,6 +133,7 @@ class SAM2GroundingEncoder(BaseGroundingEncoder):
             raise KeyError(f'SAM2 checkpoint does not fit the encoder: '
                            f'missing {missing[:5]}, unexpected '
                            f'{unexpected[:5]}')
+        return list(mine)
 
     def train(self, mode: bool = True):
         super().train(mode and not self.frozen)

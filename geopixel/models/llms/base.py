@@ -171,6 +171,8 @@ class BaseLLMAdapter(nn.Module, metaclass=ABCMeta):
                 f'does not fit {type(self).__name__}: ' +
                 describe_fit(report), checkpoint)
         self.llm.load_state_dict(state, strict=False)
+        from geopixel.checkpoint.frozen import mark_loaded
+        mark_loaded(self.llm, checkpoint, state)
 
     # -- policy -----------------------------------------------------------
     def _inject_lora(self, lora: dict) -> None:

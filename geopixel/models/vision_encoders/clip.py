@@ -31,7 +31,15 @@ def _clip_vision_model(config: Optional[dict], checkpoint: Optional[str]):
                 f'CLIP vision tower folder not found: {checkpoint}. Expected '
                 'a Hugging Face folder (config.json + weights), e.g. a local '
                 'copy of internlm/internlm-xcomposer2d5-clip.')
-        return CLIPVisionModel.from_pretrained(checkpoint)
+        from geopixel.checkpoint.frozen import mark_loaded
+        model, info = CLIPVisionModel.from_pretrained(
+            checkpoint, output_loading_info=True)
+        initialised = set(info.get('missing_keys', ())) | {
+            item[0] if isinstance(item, tuple) else item
+            for item in info.get('mismatched_keys', ())}
+        mark_loaded(model, checkpoint,
+                    [k for k in model.state_dict() if k not in initialised])
+        return model
     return CLIPVisionModel(CLIPVisionConfig(**(config or {})))
 
 
