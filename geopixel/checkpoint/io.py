@@ -308,7 +308,9 @@ def load_model_weights(model: torch.nn.Module,
     Returns:
         dict with ``missing``, ``unexpected`` and ``mismatched`` key lists.
     """
-    checkpoint = read_checkpoint(path, trusted=trusted)
+    # a folder: Hugging Face style (sharded) weight files
+    checkpoint = (read_state_dict(path) if osp.isdir(path) else
+                  read_checkpoint(path, trusted=trusted))
     state = model_state_of(checkpoint, path)
     check_finite(state, path)
     from .frozen import complete_frozen, frozen_record

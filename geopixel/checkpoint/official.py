@@ -119,7 +119,8 @@ def load_official_checkpoint(model: torch.nn.Module,
                              strict: bool = True,
                              grow_vocab: bool = False,
                              lora_config=None) -> dict:
-    """Load a released GeoPixel checkpoint (file or folder) into ``model``.
+    """Load a released GeoPixel checkpoint (file or folder) into ``model``
+    (a full geopixel checkpoint, in the model's own key names, loads too).
 
     Returns a report with ``missing`` (model keys not in the checkpoint),
     ``unexpected``, ``dropped`` and ``unknown`` key lists. With ``strict``,
@@ -138,6 +139,9 @@ def load_official_checkpoint(model: torch.nn.Module,
     them, or with a rank that contradicts the configuration, it is refused.
     """
     from .io import CheckpointError, describe_fit, read_state_dict
+    from .meta import meta_keys, stream_official_checkpoint
+    if meta_keys(model):  # built on the meta device: never two copies
+        return stream_official_checkpoint(model, path, strict, grow_vocab)
     state = read_state_dict(path)
     ref = model.state_dict()
     if is_unmerged_lora(state) and lora_config is None:
@@ -149,8 +153,11 @@ def load_official_checkpoint(model: torch.nn.Module,
                 'configuration says how to merge it: put its '
                 'adapter_config.json beside it, or pass lora_config', path)
     try:
-        converted, dropped, unknown = convert_official_state_dict(
-            state, ref.keys(), lora_config)
+        if state and all(k in ref for k in state):  # geopixel's own names
+            converted, dropped, unknown = dict(state), [], []
+        else:
+            converted, dropped, unknown = convert_official_state_dict(
+                state, ref.keys(), lora_config)
     except ValueError as exc:
         raise CheckpointError(str(exc), path) from None
     partly_random = set()

@@ -67,6 +67,11 @@ class GeoPixel(BaseModel):
         ixc_checkpoint: an IXC-2.5 folder whose LLM, CLIP, projector and
             separator weights to load (training from IXC-2.5 as the paper
             does; grounding parts come from their own checkpoints).
+        build_on_meta: build the parts ``checkpoint`` / ``ixc_checkpoint``
+            fill on the meta device and stream the file into them (peak
+            memory: the model plus one tensor); what no file holds gets its
+            usual initialisation (``geopixel/checkpoint/meta.py``). False:
+            the eager build (random init, then the whole file read).
     """
 
     def __init__(self,
@@ -95,6 +100,7 @@ class GeoPixel(BaseModel):
                  end_of_turn_token: str = '[UNUSED_TOKEN_145]',
                  checkpoint: Optional[str] = None,
                  ixc_checkpoint: Optional[str] = None,
+                 build_on_meta: bool = True,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
             # a class, not a name: BaseModel builds it in MMEngine's root
@@ -109,19 +115,28 @@ class GeoPixel(BaseModel):
         self.pad_token_id = tok.pad_token_id
         self.eos_token_ids = [tok.eos_token_id]
         self.end_of_turn_token = end_of_turn_token
-        self.llm = _build(LLM_ADAPTERS, llm, vocab_size=len(tok))
-        hidden = self.llm.hidden_size
-        self.vision_encoder = _build(
-            VISION_ENCODERS, vision_encoder, out_channels=hidden)
-        self.grounding_encoder = _build(GROUNDING_ENCODERS, grounding_encoder)
-        dim = self.grounding_encoder.hidden_dim
-        self.mask_decoder = _build(
-            MASK_DECODERS,
-            mask_decoder,
-            embed_dim=dim,
-            image_size=self.grounding_encoder.input_size)
-        self.seg_projector = _build(
-            MODELS, seg_projector, in_channels=hidden, out_channels=dim)
+        # the parts a checkpoint fills are built empty (meta device) and
+        # filled tensor by tensor: never a random copy beside the real one
+        from geopixel.checkpoint.meta import parameters_on_meta, streamable
+        whole = (build_on_meta and checkpoint is not None
+                 and streamable(checkpoint))
+        with parameters_on_meta(whole or (build_on_meta
+                                          and ixc_checkpoint is not None)):
+            self.llm = _build(LLM_ADAPTERS, llm, vocab_size=len(tok))
+            hidden = self.llm.hidden_size
+            self.vision_encoder = _build(
+                VISION_ENCODERS, vision_encoder, out_channels=hidden)
+        with parameters_on_meta(whole):
+            self.grounding_encoder = _build(GROUNDING_ENCODERS,
+                                            grounding_encoder)
+            dim = self.grounding_encoder.hidden_dim
+            self.mask_decoder = _build(
+                MASK_DECODERS,
+                mask_decoder,
+                embed_dim=dim,
+                image_size=self.grounding_encoder.input_size)
+            self.seg_projector = _build(
+                MODELS, seg_projector, in_channels=hidden, out_channels=dim)
         self.seg_words_head = None
         if seg_words_head is not None:
             self.seg_words_head = _build(MODELS, seg_words_head,
@@ -149,6 +164,8 @@ class GeoPixel(BaseModel):
         if checkpoint is not None:
             from geopixel.checkpoint import load_official_checkpoint
             self.load_report = load_official_checkpoint(self, checkpoint)
+        from geopixel.checkpoint.meta import materialise_leftovers
+        self.initialised_keys = materialise_leftovers(self)
 
     # -- building blocks --------------------------------------------------
     def encode_images(self, inputs: dict, data_samples) -> List[torch.Tensor]:

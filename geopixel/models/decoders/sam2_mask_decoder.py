@@ -101,7 +101,8 @@ class SAM2MaskDecoder(BaseMaskDecoder):
                                                   1)
         self.frozen = frozen
         self.round_image_embed_to_bf16 = round_image_embed_to_bf16
-        if checkpoint is not None:
+        from geopixel.checkpoint.meta import weights_deferred
+        if checkpoint is not None and not weights_deferred():
             self.load_sam2_weights(checkpoint)
         if frozen:
             self.requires_grad_(False)

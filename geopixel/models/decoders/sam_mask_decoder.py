@@ -46,7 +46,8 @@ class SAMMaskDecoder(BaseMaskDecoder):
             hidden_size=embed_dim, **(decoder_overrides or {}))
         config._attn_implementation = 'sdpa'  # built outside from_pretrained
         self.mask_decoder = SamMaskDecoder(config)
-        if checkpoint is not None:
+        from geopixel.checkpoint.meta import weights_deferred
+        if checkpoint is not None and not weights_deferred():
             self._load(checkpoint)
         self.frozen = frozen
         if frozen:

@@ -68,7 +68,8 @@ class SAMGroundingEncoder(BaseGroundingEncoder):
             'pixel_mean', torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer(
             'pixel_std', torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
-        if checkpoint is not None:
+        from geopixel.checkpoint.meta import weights_deferred
+        if checkpoint is not None and not weights_deferred():
             from geopixel.checkpoint import read_state_dict
             state = read_state_dict(
                 checkpoint, keep=lambda k: k.startswith('vision_encoder.'))

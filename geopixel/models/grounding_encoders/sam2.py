@@ -112,7 +112,8 @@ class SAM2GroundingEncoder(BaseGroundingEncoder):
         self.register_buffer(
             'pixel_std', torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
         self.frozen = frozen
-        if checkpoint is not None:
+        from geopixel.checkpoint.meta import weights_deferred
+        if checkpoint is not None and not weights_deferred():
             from geopixel.checkpoint.frozen import mark_loaded
             loaded = self.load_sam2_weights(load_sam2_checkpoint(checkpoint))
             mark_loaded(self, checkpoint, loaded)

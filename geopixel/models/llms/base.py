@@ -90,7 +90,8 @@ class BaseLLMAdapter(nn.Module, metaclass=ABCMeta):
             wrap_partial_lora(self.llm, self.lora_targets, **plora)
         # found once: a walk over a 7B LM's modules costs about 1 ms/token
         self._plora_layers = tuple(partial_lora_layers(self.llm))
-        if checkpoint is not None:
+        from geopixel.checkpoint.meta import weights_deferred
+        if checkpoint is not None and not weights_deferred():
             self._load_checkpoint(checkpoint)
         self.hidden_size = self.input_embeddings().embedding_dim
         self.num_base_tokens = self.input_embeddings().num_embeddings

@@ -48,9 +48,13 @@ class PLoRALinear(nn.Linear):
         self.lora_dropout = nn.Dropout(dropout) if dropout else \
             nn.Identity()
         self.lora_scaling = alpha / rank
+        self.reset_partial_lora()
+        self.im_mask: Optional[torch.Tensor] = None
+
+    def reset_partial_lora(self) -> None:
+        """A as nn.Linear initialises, B zero: the delta starts at 0."""
         nn.init.kaiming_uniform_(self.Plora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.Plora_B.weight)
-        self.im_mask: Optional[torch.Tensor] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = super().forward(x)

@@ -32,6 +32,10 @@ def _clip_vision_model(config: Optional[dict], checkpoint: Optional[str]):
                 'a Hugging Face folder (config.json + weights), e.g. a local '
                 'copy of internlm/internlm-xcomposer2d5-clip.')
         from geopixel.checkpoint.frozen import mark_loaded
+        from geopixel.checkpoint.meta import weights_deferred
+        if weights_deferred():  # the composite model streams the weights
+            return CLIPVisionModel(CLIPVisionConfig.from_pretrained(
+                checkpoint))
         model, info = CLIPVisionModel.from_pretrained(
             checkpoint, output_loading_info=True)
         initialised = set(info.get('missing_keys', ())) | {
