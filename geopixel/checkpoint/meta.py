@@ -85,13 +85,50 @@ def checkpoint_files(path: str) -> List[str]:
         f'{path} holds none of {", ".join(FOLDER_FILES)}')
 
 
+_SAFETENSORS_DTYPES = {
+    'F64': torch.float64, 'F32': torch.float32, 'F16': torch.float16,
+    'BF16': torch.bfloat16, 'I64': torch.int64, 'I32': torch.int32,
+    'I16': torch.int16, 'I8': torch.int8, 'U8': torch.uint8,
+    'BOOL': torch.bool, 'F8_E4M3': torch.float8_e4m3fn,
+    'F8_E5M2': torch.float8_e5m2
+}
+
+
+def safetensors_header(file: str) -> Tuple[int, dict]:
+    """``(data start, {key: entry})`` of a safetensors file: its length
+    prefix and JSON header (the format's spec), checked against the file
+    size."""
+    import json
+    import struct
+    from .io import CheckpointError
+    size = osp.getsize(file)
+    try:
+        with open(file, 'rb') as f:
+            (length, ) = struct.unpack('<Q', f.read(8))
+            if length > size - 8:
+                raise ValueError(f'header length {length} past the end')
+            header = json.loads(f.read(length))
+        header.pop('__metadata__', None)
+        start = 8 + length
+        for key, entry in header.items():
+            begin, end = entry['data_offsets']
+            if entry['dtype'] not in _SAFETENSORS_DTYPES:
+                raise ValueError(f'{key}: unknown dtype {entry["dtype"]}')
+            if not 0 <= begin <= end <= size - start:
+                raise ValueError(f'{key}: data past the end of the file')
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as exc:
+        raise CheckpointError(
+            f'not a readable safetensors file (truncated or corrupt?): '
+            f'{exc}', file) from None
+    return start, header
+
+
 def file_shapes(file: str) -> Dict[str, Tuple[int, ...]]:
     """Key -> shape of one weight file, reading only its header (a torch
     file is memory mapped, so its tensors are not read either)."""
     if file.endswith('.safetensors'):
-        from safetensors import safe_open
-        with safe_open(file, framework='pt') as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        _, header = safetensors_header(file)
+        return {k: tuple(e['shape']) for k, e in header.items()}
     return {k: tuple(v.shape) for k, v in _mapped_state(file).items()}
 
 
@@ -110,16 +147,44 @@ def _mapped_state(file: str) -> Dict[str, torch.Tensor]:
 
 
 def iter_tensors(file: str) -> Iterator[Tuple[str, torch.Tensor]]:
-    """``(key, tensor)`` of one weight file, one tensor in memory at a
-    time."""
+    """``(key, tensor)`` of one weight file, one tensor in memory at a time.
+
+    A safetensors tensor is read with plain file reads straight into its
+    own (aligned) memory: a memory map would leave the touched pages of the
+    whole shard counted in the process's memory until it closes. Torch
+    files are memory mapped (their pages are the kernel's cache, counted
+    as resident while mapped, but reclaimable).
+    """
     if file.endswith('.safetensors'):
-        from safetensors import safe_open
-        with safe_open(file, framework='pt') as f:
-            for key in f.keys():
-                yield key, f.get_tensor(key)
+        start, header = safetensors_header(file)
+        order = sorted(header, key=lambda k: header[k]['data_offsets'][0])
+        with open(file, 'rb', buffering=0) as f:
+            for key in order:
+                entry = header[key]
+                begin, end = entry['data_offsets']
+                tensor = torch.empty(entry['shape'],
+                                     dtype=_SAFETENSORS_DTYPES[entry['dtype']])
+                if tensor.numel() * tensor.element_size() != end - begin:
+                    from .io import CheckpointError
+                    raise CheckpointError(
+                        f'{key}: {end - begin} bytes for shape '
+                        f'{entry["shape"]} {entry["dtype"]}', file)
+                if end > begin:
+                    view = memoryview(tensor.reshape(-1).view(
+                        torch.uint8).numpy())
+                    f.seek(start + begin)
+                    done = 0
+                    while done < len(view):  # one read stops at 2 GiB
+                        read = f.readinto(view[done:])
+                        if not read:
+                            from .io import CheckpointError
+                            raise CheckpointError(
+                                f'{key}: file ends early', file)
+                        done += read
+                yield key, tensor
         return
     for key, value in _mapped_state(file).items():
-        yield key, value
+        yield key, value.clone()  # own memory: the map closes with the file
 
 
 # -- putting tensors in place ---------------------------------------------
@@ -189,13 +254,8 @@ def stream_checkpoint(model: nn.Module,
                 from .io import CheckpointError
                 raise CheckpointError(
                     f'non-finite values (NaN or inf) in {key}', file)
-            if tensor.is_floating_point() and tensor.dtype != target.dtype:
+            if tensor.is_floating_point():
                 tensor = tensor.to(target.dtype)
-            else:
-                # own, aligned memory: a memory-mapped tensor would keep the
-                # file mapped, and safetensors' unaligned buffers make some
-                # kernels round differently from an eager build
-                tensor = tensor.clone()
             new = _put(model, name, tensor, aliases)
             if whole:  # grown rows come from no file
                 setattr(new, SOURCE_ATTR, source)
