@@ -37,7 +37,8 @@ def official_tiny_model(parity_dir: str, llm_type: str = 'FrozenLLMAdapter',
                         **kwargs):
     """GeoPixel with the fixture checkpoint loaded (every key must fit).
 
-    ``kwargs`` go to :class:`GeoPixel` (e.g. ``generation_cfg``).
+    ``kwargs`` go to :class:`GeoPixel` (e.g. ``generation_cfg``, or
+    ``checkpoint=None, ixc_checkpoint=...`` to load it as IXC-2.5).
     """
     from geopixel.models.architectures import GeoPixel
     from geopixel.tokenizers import InternLM2Tokenizer
@@ -55,5 +56,4 @@ def official_tiny_model(parity_dir: str, llm_type: str = 'FrozenLLMAdapter',
             variant='hiera_t',
             overrides=SAM2_TINY_OVERRIDES),
         mask_decoder=dict(type='SAM2MaskDecoder'),
-        checkpoint=ckpt,
-        **kwargs)
+        **dict(dict(checkpoint=ckpt), **kwargs))

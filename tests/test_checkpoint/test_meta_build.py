@@ -74,6 +74,33 @@ def test_lora_no_file_holds_is_initialised_as_an_eager_build_does(
     assert torch.equal(*outs)
 
 
+def test_ixc_start_streams_the_llm_and_vision_parts(parity_dir):
+    """Training from IXC-2.5: the LLM and CLIP parts are built empty and
+    streamed; the grounding parts are built (and seeded) as before."""
+    from geopixel.testing.official_tiny import official_tiny_model
+    ckpt = osp.join(parity_dir, 'checkpoint')
+    torch.manual_seed(0)
+    eager = official_tiny_model(parity_dir, llm_type='PartialLoRAAdapter',
+                                checkpoint=None, ixc_checkpoint=ckpt,
+                                build_on_meta=False)
+    torch.manual_seed(0)
+    streamed = official_tiny_model(parity_dir, llm_type='PartialLoRAAdapter',
+                                   checkpoint=None, ixc_checkpoint=ckpt)
+    assert not meta_keys(streamed)
+    assert streamed.load_report == eager.load_report
+    state, ref = streamed.state_dict(), eager.state_dict()
+    from_file = [k for k in state
+                 if k.startswith(('llm.', 'vision_encoder.'))
+                 and '.lora_' not in k]
+    assert from_file and all(torch.equal(state[k], ref[k])
+                             for k in from_file)
+    # LoRA comes from no file: initialised, B at zero
+    lora_b = [k for k in state if '.lora_B.' in k]
+    assert lora_b and set(streamed.initialised_keys) == {
+        k for k in state if '.lora_' in k}
+    assert not any(state[k].any() for k in lora_b)
+
+
 @pytest.fixture(scope='module')
 def rrsis_cfg(synthetic_root):
     pytest.importorskip('sam2')
