@@ -26,6 +26,7 @@ from geopixel.structures import (IGNORE_INDEX, PHRASE_END, PHRASE_START,
                                  SEG_TOKEN, glamm_phrases)
 from ..data_preprocessors import GeoPixelDataPreprocessor
 from ..heads import request_words
+from ..losses import global_mean_divisors, mean_over_ranks
 from ..llms.generation import pad_caches, select_cache
 from .image_context import IMAGE_TOKEN, PAD_TOKEN, ImageContext, Response
 PREDICT_MODES = ('generate', 'teacher_forced')
@@ -55,7 +56,8 @@ class GeoPixel(BaseModel):
             ``SegWordsHead``): each [SEG] state names the words it
             grounds (``loss_seg_words``; training only, off in the paper).
         loss_bce / loss_dice: mask losses (weights 2.0 and 0.5 in the
-            paper); each is averaged over all masks of the batch.
+            paper); each is averaged over all masks of the batch (under
+            DDP, of the global batch: see ``loss``).
         loss_ce_weight: weight of the text loss.
         generation_cfg: ``max_new_tokens``, ``do_sample``, ``temperature``,
             ``top_p`` for ``predict``.
@@ -281,6 +283,17 @@ class GeoPixel(BaseModel):
             masks=masks)
 
     def loss(self, inputs: dict, data_samples) -> Dict[str, torch.Tensor]:
+        """The training losses, each a mean over the global batch.
+
+        Means are over answer tokens (text), masks (mask losses) and [SEG]
+        states (``loss_seg_words``). Under DDP or ZeRO (an initialised
+        process group of W > 1) each rank returns its share, its sum over
+        ``global count / W`` (:func:`global_mean_divisors`), so that the
+        gradient averaged over ranks is that of the mean over every rank's
+        items, as one process on the whole batch gets it; a rank's own
+        values are not a loss of any batch (``parse_losses`` logs their
+        mean over ranks). With one process nothing changes.
+        """
         batch = self.fuse(data_samples,
                           self.encode_images(inputs, data_samples), True)
         out = self.llm(
@@ -306,8 +319,25 @@ class GeoPixel(BaseModel):
         ]
         pred, extra = self.mask_decoder.forward_train(
             features, prompts, sizes, gt_masks)
+        # 0 that reaches every trainable part of the grounding branch: on a
+        # rank without masks nothing else does, and DDP then waits for
+        # gradients that never come
         touch = self.mask_decoder.zero_loss() + sum(
-            p.sum() * 0.0 for p in self.seg_projector.parameters())
+            p.sum() * 0.0 for p in self.seg_projector.parameters()) + sum(
+                f.sum() * 0.0
+                for f in [features['image_embed'], *features['high_res']])
+        # one all-reduce of the counts, on every rank at every step (also
+        # without masks); one process gets its own counts back
+        n_tokens = int((batch['labels'][:, 1:] != IGNORE_INDEX).sum())
+        n_masks = sum(p.shape[0] for p in prompts)
+        token_divisor, mask_divisor = global_mean_divisors(
+            [n_tokens, n_masks], out['loss'].device)
+        loss_ce = out['loss']  # the LLM's mean over this rank's tokens
+        if token_divisor != n_tokens:
+            # several ranks holding unequal shares: rescale to the share
+            # (a rank without answer tokens has a NaN mean and adds 0)
+            loss_ce = (loss_ce * (n_tokens / token_divisor)
+                       if n_tokens else out['logits'].sum() * 0.0)
         bce, dice = [], []
         for logits, gt in zip(pred, gt_masks):
             if logits.shape[0] == 0:
@@ -315,31 +345,42 @@ class GeoPixel(BaseModel):
             gt = gt.float()
             bce.append(self.loss_bce(logits, gt).flatten(1).mean(1))
             dice.append(self.loss_dice(logits, gt))
-        n_masks = sum(x.shape[0] for x in bce)
         if n_masks:
-            loss_bce = torch.cat(bce).sum() / n_masks
-            loss_dice = torch.cat(dice).sum() / n_masks
+            loss_bce = torch.cat(bce).sum() / mask_divisor
+            loss_dice = torch.cat(dice).sum() / mask_divisor
         else:
             loss_bce = loss_dice = out['loss'].new_zeros(())
         losses = dict(
-            loss_ce=out['loss'] * self.loss_ce_weight,
+            loss_ce=loss_ce * self.loss_ce_weight,
             loss_mask_bce=loss_bce + touch,
             loss_mask_dice=loss_dice)
         if extra is not None:
-            losses['loss_mask_aux'] = extra / max(n_masks, 1)
+            losses['loss_mask_aux'] = extra / (mask_divisor or 1)
         if self.seg_words_head is not None:
+            # one [SEG] state per mask
             losses['loss_seg_words'] = self.seg_words_loss(
-                out['hidden_states'], batch['token_ids'])
+                out['hidden_states'], batch['token_ids'],
+                None if mask_divisor == n_masks else mask_divisor)
         return losses
 
-    def seg_words_loss(self, hidden: torch.Tensor,
-                       token_ids: torch.Tensor) -> torch.Tensor:
-        """``seg_words_head``'s loss on every [SEG] state of the batch."""
+    def seg_words_loss(self,
+                       hidden: torch.Tensor,
+                       token_ids: torch.Tensor,
+                       avg_factor: Optional[float] = None) -> torch.Tensor:
+        """``seg_words_head``'s loss on every [SEG] state of the batch
+        (``avg_factor``: see ``SegWordsHead.loss``)."""
         bags = []
         for row in token_ids.tolist():
             bags += request_words(row, **self._words_ids)
         return self.seg_words_head.loss(
-            hidden[token_ids == self.seg_token_id], bags)
+            hidden[token_ids == self.seg_token_id], bags, avg_factor)
+
+    def parse_losses(self, losses: Dict[str, torch.Tensor]):
+        """MMEngine's total loss; under DDP the logged values are the mean
+        over ranks (the global batch's losses, as one process logs them),
+        since each rank's own loss is only its share (see ``loss``)."""
+        loss, log_vars = super().parse_losses(losses)
+        return loss, mean_over_ranks(log_vars)
 
     @torch.no_grad()
     def predict(self, inputs: dict, data_samples):

@@ -17,7 +17,7 @@ softmax over the vocabulary (0 when the head names exactly them).
 The head is a ``hidden x vocabulary`` linear map: 0.13M parameters at tiny
 size, 377M for InternLM2-7B, which is why the 7B recipes leave it off.
 """
-from typing import Iterable, List, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -96,19 +96,28 @@ class SegWordsHead(nn.Module):
         self.vocab_size = vocab_size
         self.loss_weight = loss_weight
 
-    def loss(self, states: torch.Tensor,
-             bags: Sequence[Sequence[int]]) -> torch.Tensor:
+    def loss(self, states: torch.Tensor, bags: Sequence[Sequence[int]],
+             avg_factor: Optional[float] = None) -> torch.Tensor:
         """Mean over [SEG] states ([N, hidden], one bag of ids each) of
-        KL(uniform over the bag || softmax of the head)."""
+        KL(uniform over the bag || softmax of the head).
+
+        ``avg_factor``: divide the sum by this instead of N (under DDP,
+        the rank's share of the global mean: see
+        :func:`geopixel.models.losses.global_mean_divisors`).
+        """
         if states.shape[0] != len(bags):
             raise ValueError(f'{states.shape[0]} [SEG] states but '
                              f'{len(bags)} word bags')
         if not bags:
-            return self.proj.weight.sum() * 0.0
+            # 0 through the whole head (weight and bias): DDP needs every
+            # parameter in the graph, also on a rank without [SEG]
+            return self.proj(states.float()).sum() * 0.0
         log_p = F.log_softmax(self.proj(states.float()), dim=-1)
         # the uniform distribution over each bag, one row per state
         target = torch.zeros_like(log_p)
         for row, bag in zip(target, bags):
             row[list(bag)] = 1.0 / len(bag)
         kl = (target * (target.clamp(min=1e-30).log() - log_p)).sum(-1)
+        if avg_factor is not None:
+            return kl.sum() / avg_factor * self.loss_weight
         return kl.mean() * self.loss_weight
