@@ -257,3 +257,19 @@ def test_partial_lora_config_trains(rrsis_cfg):
     fresh = tiny_model(rrsis_cfg)
     first, after = train_steps(fresh, demo_batch(rrsis_cfg, fresh))
     assert after < first
+
+
+def test_a_bf16_model_trains_and_predicts(cfg):
+    """DeepSpeed bf16 casts every weight and buffer: each part must run in
+    the model's own dtype (SAM2's fp32 grid and neck used to break it)."""
+    model = tiny_model(cfg).to(torch.bfloat16)
+    batch = demo_batch(cfg, model)
+    losses = model(**batch, mode='loss')
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert model.mask_decoder.mask_decoder.iou_token.weight.grad is not None
+    model.eval()
+    with torch.no_grad():
+        out = model(**batch, mode='tensor')
+    assert all(torch.isfinite(m).all() for m in out['masks'])

@@ -313,9 +313,13 @@ class GeoPixel(BaseModel):
                     f'{ds.metainfo.get("img_path")} '
                     f'({ds.metainfo.get("record_id")}): {p.shape[0]} [SEG] '
                     f'token(s) but {n_gt} ground-truth mask(s)')
+        # a sample without masks gets an empty target, so that the mask
+        # losses run for every sample (the same graph on every rank)
         gt_masks = [
-            ds.gt_masks.to(out['loss'].device) if 'gt_masks' in ds else None
-            for ds in data_samples
+            ds.gt_masks.to(out['loss'].device) if 'gt_masks' in ds else
+            torch.zeros((0, *size), dtype=torch.bool,
+                        device=out['loss'].device)
+            for ds, size in zip(data_samples, sizes)
         ]
         pred, extra = self.mask_decoder.forward_train(
             features, prompts, sizes, gt_masks)
@@ -340,16 +344,12 @@ class GeoPixel(BaseModel):
                        if n_tokens else out['logits'].sum() * 0.0)
         bce, dice = [], []
         for logits, gt in zip(pred, gt_masks):
-            if logits.shape[0] == 0:
-                continue
             gt = gt.float()
             bce.append(self.loss_bce(logits, gt).flatten(1).mean(1))
             dice.append(self.loss_dice(logits, gt))
-        if n_masks:
-            loss_bce = torch.cat(bce).sum() / mask_divisor
-            loss_dice = torch.cat(dice).sum() / mask_divisor
-        else:
-            loss_bce = loss_dice = out['loss'].new_zeros(())
+        # no mask anywhere: 0, still through the decoder's graph
+        loss_bce = torch.cat(bce).sum() / (mask_divisor or 1)
+        loss_dice = torch.cat(dice).sum() / (mask_divisor or 1)
         losses = dict(
             loss_ce=loss_ce * self.loss_ce_weight,
             loss_mask_bce=loss_bce + touch,

@@ -21,6 +21,7 @@ over cells (relative to the best cell) is added to the mask logits, and
 trained from scratch does not learn to localise a lone sparse token within
 a CPU budget: it settles on "all objects" (docs/en/notes/refer_study.md).
 """
+import math
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -125,9 +126,10 @@ class SAM2MaskDecoder(BaseMaskDecoder):
         mark_loaded(self.mask_decoder, checkpoint, mask_decoder)
 
     def project_high_res(self, high_res: Sequence[torch.Tensor]):
+        dtype = self.mask_decoder.conv_s0.weight.dtype
         return [
-            self.mask_decoder.conv_s0(high_res[0]),
-            self.mask_decoder.conv_s1(high_res[1])
+            self.mask_decoder.conv_s0(high_res[0].to(dtype)),
+            self.mask_decoder.conv_s1(high_res[1].to(dtype))
         ]
 
     def decode(self, image_embed: torch.Tensor,
@@ -139,23 +141,26 @@ class SAM2MaskDecoder(BaseMaskDecoder):
         """
         n = prompts.shape[0]
         side = self.prompt_encoder.image_embedding_size
-        sparse = prompts[:, None, :].to(image_embed.dtype)
+        # everything in the decoder's own dtype: SAM2's neck returns fp32
+        # even in a bf16 model, and its transformer refuses mixed inputs
+        dtype = self.mask_decoder.iou_token.weight.dtype
+        sparse = prompts[:, None, :].to(dtype)
         if self.locator:
             scores = self.locate(image_embed, high_res, prompts)
-            dense = self.prompt_encoder._embed_masks(scores)
+            dense = self.prompt_encoder._embed_masks(scores.to(dtype))
         else:
             dense = self.prompt_encoder.no_mask_embed.weight.reshape(
                 1, -1, 1, 1).expand(n, -1, side[0], side[1])
         if self.round_image_embed_to_bf16:
             image_embed = image_embed.to(torch.bfloat16)
         masks, iou, _, object_scores = self.mask_decoder(
-            image_embeddings=image_embed,
-            image_pe=self.prompt_encoder.get_dense_pe(),
+            image_embeddings=image_embed.to(dtype),
+            image_pe=self.dense_pe().to(dtype),
             sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
+            dense_prompt_embeddings=dense.to(dtype),
             multimask_output=False,
             repeat_image=n > 1,
-            high_res_features=list(high_res))
+            high_res_features=[h.to(dtype) for h in high_res])
         if self.locator:
             # product of experts: the decoder's mask times the locator's
             # belief in each cell relative to its best cell
@@ -167,21 +172,41 @@ class SAM2MaskDecoder(BaseMaskDecoder):
             out['locator_scores'] = scores
         return out
 
+    def dense_pe(self) -> torch.Tensor:
+        """[1, C, h, w] random-Fourier positional encoding of the embedding
+        grid, computed in the dtype of its Gaussian matrix. sam2 builds the
+        grid in fp32, which a bf16 model (DeepSpeed bf16 casts buffers too)
+        cannot multiply with its bf16 matrix; the release builds it in bf16.
+        In fp32 this is sam2's ``get_dense_pe`` exactly."""
+        gaussian = (self.prompt_encoder.pe_layer.
+                    positional_encoding_gaussian_matrix)
+        h, w = self.prompt_encoder.image_embedding_size
+        grid = torch.ones((h, w), device=gaussian.device,
+                          dtype=gaussian.dtype)
+        y = (grid.cumsum(dim=0) - 0.5) / h
+        x = (grid.cumsum(dim=1) - 0.5) / w
+        coords = (2 * torch.stack([x, y], dim=-1) - 1) @ gaussian
+        coords = 2 * math.pi * coords
+        return torch.cat([coords.sin(), coords.cos()],
+                         dim=-1).permute(2, 0, 1)[None]
+
     def locate(self, image_embed: torch.Tensor,
                high_res: Sequence[torch.Tensor],
                prompts: torch.Tensor) -> torch.Tensor:
         """[n, 1, 4h, 4w] locator scores at the mask-prompt resolution: each
         prompt against every cell's features (stride 16 with the positional
         encoding, stride 8, stride 4; ``high_res`` already projected)."""
+        # the locator's own dtype (fp32 under AMP, bf16 in a bf16 model)
+        dtype = self.locator_key.weight.dtype
         keys = F.interpolate(
-            self.locator_key(image_embed.float() +
-                             self.prompt_encoder.get_dense_pe()),
+            self.locator_key(image_embed.to(dtype) +
+                             self.dense_pe().to(dtype)),
             scale_factor=4, mode='bilinear', align_corners=False)
         keys = keys + F.interpolate(
-            self.locator_key_s1(high_res[1].float()), scale_factor=2,
+            self.locator_key_s1(high_res[1].to(dtype)), scale_factor=2,
             mode='bilinear', align_corners=False)
-        keys = keys + self.locator_key_s0(high_res[0].float())
-        query = self.locator_query(prompts.float())
+        keys = keys + self.locator_key_s0(high_res[0].to(dtype))
+        query = self.locator_query(prompts.to(dtype))
         logits = torch.einsum('nc,chw->nhw', query, keys[0])
         return logits[:, None] / self.embed_dim**0.5
 
@@ -211,7 +236,7 @@ class SAM2MaskDecoder(BaseMaskDecoder):
                        like: torch.Tensor) -> torch.Tensor:
         total = like.new_zeros((), dtype=torch.float32)
         for sample_scores, gt in zip(scores, gt_masks):
-            if sample_scores is None:
+            if sample_scores is None or gt is None:
                 continue
             share = F.adaptive_avg_pool2d(gt[:, None].float(),
                                           sample_scores.shape[-2:]).flatten(1)
@@ -229,7 +254,8 @@ class SAM2MaskDecoder(BaseMaskDecoder):
                       gt_masks: Sequence[Optional[torch.Tensor]]
                       ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
         """Masks and the pointing loss from one locator pass per sample."""
-        masks, scores = self._decode_all(features, prompts, original_sizes)
+        masks, scores = self._decode_all(features, prompts, original_sizes,
+                                         same_graph=True)
         if not self.locator:
             return masks, None
         return masks, self._pointing_loss(scores, gt_masks,
@@ -240,23 +266,40 @@ class SAM2MaskDecoder(BaseMaskDecoder):
                 ) -> List[torch.Tensor]:
         return self._decode_all(features, prompts, original_sizes)[0]
 
-    def _decode_all(self, features, prompts, original_sizes):
+    def _decode_all(self, features, prompts, original_sizes,
+                    same_graph: bool = False):
         """Per sample: logits at the original size and the locator scores
-        (None without a locator or without prompts)."""
+        (None without a locator, or without prompts unless ``same_graph``).
+
+        ``same_graph`` (training): a sample without prompts decodes one zero
+        prompt and returns its outputs sliced to zero rows, so every sample
+        runs the same modules in the same order. ZeRO-3 gathers parameters
+        by that order and DDP/ZeRO-2 reduce gradients by it: a rank whose
+        batch has no [SEG] would otherwise hang ZeRO-3 or reorder ZeRO-2's
+        sums.
+        """
         high_res = self.project_high_res(features['high_res'])
         outputs, scores = [], []
         for i, (sample_prompts, size) in enumerate(zip(prompts,
                                                        original_sizes)):
-            if sample_prompts.shape[0] == 0:
+            empty = sample_prompts.shape[0] == 0
+            if empty and not same_graph:
                 outputs.append(
                     features['image_embed'].new_zeros((0, *size)).float())
                 scores.append(None)
                 continue
+            if empty:  # zero, and still on the [SEG] projector's graph
+                sample_prompts = sample_prompts.sum(0, keepdim=True) * 0.0
             decoded = self.decode(features['image_embed'][i:i + 1],
                                   [h[i:i + 1] for h in high_res],
                                   sample_prompts)
-            outputs.append(postprocess_masks(decoded['low_res_masks'], size))
-            scores.append(decoded.get('locator_scores'))
+            masks = postprocess_masks(decoded['low_res_masks'], size)
+            located = decoded.get('locator_scores')
+            if empty:
+                masks = masks[:0]
+                located = None if located is None else located[:0]
+            outputs.append(masks)
+            scores.append(located)
         return outputs, scores
 
 

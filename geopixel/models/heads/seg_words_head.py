@@ -111,8 +111,10 @@ class SegWordsHead(nn.Module):
         if not bags:
             # 0 through the whole head (weight and bias): DDP needs every
             # parameter in the graph, also on a rank without [SEG]
-            return self.proj(states.float()).sum() * 0.0
-        log_p = F.log_softmax(self.proj(states.float()), dim=-1)
+            return self.proj(states.to(self.proj.weight.dtype)).sum() * 0.0
+        # the head's own dtype in, the softmax in fp32
+        log_p = F.log_softmax(
+            self.proj(states.to(self.proj.weight.dtype)).float(), dim=-1)
         # the uniform distribution over each bag, one row per state
         target = torch.zeros_like(log_p)
         for row, bag in zip(target, bags):
