@@ -4,12 +4,13 @@
         [--show-dir DIR] [--non-strict] [--trust-checkpoint]
         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 
-Runs MMEngine's plain Runner test loop (also for checkpoints trained with
-DeepSpeed, after tools/model_converters) and writes the metrics as JSON in
-the work dir. The checkpoint must fit the model: a missing, unexpected or
-mis-shaped key stops the run (``--non-strict`` loads what fits and prints
-the report). It is read without unpickling code unless it sits in the
-run's work dir or ``--trust-checkpoint`` is given.
+Runs MMEngine's plain Runner test loop (also for a DeepSpeed ZeRO folder,
+once tools/model_converters/zero_to_checkpoint.py has made it one file)
+and writes the metrics as JSON in the work dir. The checkpoint must fit
+the model: a missing, unexpected or mis-shaped key stops the run
+(``--non-strict`` loads what fits and prints the report). It is read
+without unpickling code unless it sits in the run's work dir or
+``--trust-checkpoint`` is given.
 """
 import argparse
 import os.path as osp

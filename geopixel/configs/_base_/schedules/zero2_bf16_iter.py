@@ -1,18 +1,24 @@
 # The paper recipe at scale: DeepSpeed ZeRO-2, bf16, through MMEngine's
 # FlexibleRunner (needs the `deepspeed` extra). Same optimiser and schedule
 # as adamw_cosine_iter.py.
-from mmengine._strategy import DeepSpeedStrategy
+# mmengine.optim does not export it (mmengine 0.10.7)
+from mmengine._strategy.deepspeed import DeepSpeedOptimWrapper
 from mmengine.config import read_base
-from mmengine.optim import DeepSpeedOptimWrapper
 from mmengine.runner import FlexibleRunner
 from torch.optim import AdamW
+
+from geopixel.engine.zero import GeoPixelDeepSpeedStrategy
 
 with read_base():
     from .adamw_cosine_iter import *  # noqa: F401,F403
 
 runner_type = FlexibleRunner
 strategy = dict(
-    type=DeepSpeedStrategy,
+    # MMEngine's DeepSpeedStrategy; under ZeRO-3 it also gathers, on every
+    # rank for the whole step, what GeoPixel.loss reads outside the modules'
+    # forwards (geopixel/engine/zero.py); no effect under ZeRO-2
+    type=GeoPixelDeepSpeedStrategy,
+    gather_for_step=('mask_decoder', 'seg_projector', 'seg_words_head'),
     fp16=dict(enabled=False),
     bf16=dict(enabled=True),
     zero_optimization=dict(
