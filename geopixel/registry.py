@@ -27,6 +27,11 @@ from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry
 
+from geopixel.utils.logs import route_deepspeed_logs_to_stderr
+
+# every component module imports this one before mmengine.runner, which
+# imports an installed DeepSpeed: its log lines then stay off stdout
+route_deepspeed_logs_to_stderr()
 SCOPE = 'geopixel'
 
 
