@@ -2,8 +2,11 @@
 grounded descriptions (docs/en/user_guides/annotation.md).
 
 Stages so far: preprocessing into iSAID-devkit patches
-(:mod:`.patching`) and spatial priors (:mod:`.spatial`).
+(:mod:`.patching`), set-of-marks (:mod:`.marks`) and spatial priors
+(:mod:`.spatial`).
 """
+from .marks import (MARKER_SIZE, Marker, marker_position, place_markers,
+                    render_markers, select_prominent)
 from .patching import (
     Patch,
     PatchInstance,
@@ -34,6 +37,8 @@ from .spatial import (
 )
 
 __all__ = [
+    'MARKER_SIZE', 'Marker', 'marker_position', 'place_markers',
+    'render_markers', 'select_prominent',
     'Patch', 'PatchInstance', 'PatchWindow', 'clip_polygon',
     'clip_polygon_to_window',
     'patch_name', 'patch_starts', 'patch_windows', 'polygon_area',
