@@ -113,6 +113,7 @@ GROUNDING_ENCODERS = _root('grounding_encoder',
 MASK_DECODERS = _root('mask_decoder', 'geopixel.models.decoders')
 TOKENIZERS = _root('tokenizer', 'geopixel.tokenizers',
                    build_func=build_tokenizer)
+ANNOTATORS = _root('annotator', 'geopixel.annotation.backends')
 
 ALL_REGISTRIES = {
     'MODELS': MODELS,
@@ -128,4 +129,5 @@ ALL_REGISTRIES = {
     'GROUNDING_ENCODERS': GROUNDING_ENCODERS,
     'MASK_DECODERS': MASK_DECODERS,
     'TOKENIZERS': TOKENIZERS,
+    'ANNOTATORS': ANNOTATORS,
 }

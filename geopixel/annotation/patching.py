@@ -569,10 +569,78 @@ def _group_annotations(coco: dict, ann_file: str, images: Dict,
 
 
 def _write_png(path: str, pixels: np.ndarray) -> None:
+    """Atomically. zlib level 1: lossless like any level, about 5x faster
+    than PIL's default 6 on an 800 px patch, and as small on aerial
+    texture."""
     from PIL import Image
     tmp = osp.join(osp.dirname(path), '.' + osp.basename(path) + '.tmp')
-    Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format='PNG')
+    Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format='PNG',
+                                                       compress_level=1)
     os.replace(tmp, path)
+
+
+class CocoPatchSource:
+    """A checked COCO instance file whose images are cut on demand.
+
+    The whole file is checked, and every image file looked for, when the
+    source is made, so a bad record stops a run before any output;
+    iterating reads one source image at a time and yields
+    ``(image_id, entry, patches)``. ``split=False`` takes the images as
+    patches already (an iSAID devkit output, or your own tiles): each
+    image is one patch named after its file.
+    """
+
+    def __init__(self,
+                 ann_file: str,
+                 image_dir: str,
+                 patch_size: int = PATCH_SIZE,
+                 stride: int = PATCH_STRIDE,
+                 min_area: float = MIN_AREA,
+                 small_images: str = 'whole',
+                 max_pixels: Optional[int] = SOURCE_MAX_PIXELS,
+                 split: bool = True):
+        if not min_area >= 0:
+            raise ValueError(f'min_area must be >= 0, got {min_area!r}')
+        patch_windows(1, 1, patch_size, stride, small_images)  # checks args
+        self.ann_file, self.image_dir = ann_file, image_dir
+        self.patch_size, self.stride = patch_size, stride
+        self.min_area, self.small_images = min_area, small_images
+        self.max_pixels, self.split = max_pixels, split
+        self.coco = _read_coco(ann_file)
+        category_ids = _check_categories(self.coco, ann_file)
+        self.categories = {c['id']: c['name']
+                           for c in self.coco['categories']}
+        self.images = _check_images(self.coco, ann_file, image_dir)
+        self.by_image = _group_annotations(self.coco, ann_file, self.images,
+                                           category_ids)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_instances(self) -> int:
+        return sum(len(v) for v in self.by_image.values())
+
+    def __iter__(self):
+        from geopixel.datasets.transforms.image_io import read_image_rgb
+        for image_id, (entry, label, stem, path) in self.images.items():
+            pixels = read_image_rgb(path, label, max_pixels=self.max_pixels)
+            declared = (entry.get('height'), entry.get('width'))
+            if declared != (None, None) and declared != pixels.shape[:2]:
+                raise BadRecordError(
+                    f'the image entry says {declared[0]}x{declared[1]} '
+                    f'(h x w) but {path} is {pixels.shape[0]}x'
+                    f'{pixels.shape[1]}', self.ann_file, label)
+            if self.split:
+                patches = _cut(pixels, self.by_image[image_id], stem,
+                               self.patch_size, self.stride, self.min_area,
+                               self.small_images)
+            else:
+                patches = _cut(pixels, self.by_image[image_id], stem,
+                               max(pixels.shape[:2]), self.stride,
+                               self.min_area, 'whole')
+                patches[0].name = stem + '.png'
+            yield image_id, entry, patches
 
 
 def split_coco_file(ann_file: str,
@@ -603,31 +671,17 @@ def split_coco_file(ann_file: str,
     ``skip_empty`` leaves out patches without instances. Returns the
     counts (also in the JSON's ``info``).
     """
-    from geopixel.datasets.transforms.image_io import read_image_rgb
-    if not min_area >= 0:
-        raise ValueError(f'min_area must be >= 0, got {min_area!r}')
-    patch_windows(1, 1, patch_size, stride, small_images)  # checks args
-    coco = _read_coco(ann_file)
-    category_ids = _check_categories(coco, ann_file)
-    images = _check_images(coco, ann_file, image_dir)
-    by_image = _group_annotations(coco, ann_file, images, category_ids)
-
+    source = CocoPatchSource(ann_file, image_dir, patch_size, stride,
+                             min_area, small_images, max_pixels)
+    coco = source.coco
     patch_dir = osp.join(out_dir, image_subdir)
     os.makedirs(patch_dir, exist_ok=True)
     out_images, out_anns = [], []
-    counts = dict(images=len(images), patches=0, empty_patches=0,
-                  instances=sum(len(v) for v in by_image.values()),
+    counts = dict(images=len(source), patches=0, empty_patches=0,
+                  instances=source.num_instances,
                   patch_instances=0, dropped_small=0)
-    for image_id, (entry, label, stem, path) in images.items():
-        pixels = read_image_rgb(path, label, max_pixels=max_pixels)
-        declared = (entry.get('height'), entry.get('width'))
-        if declared != (None, None) and declared != pixels.shape[:2]:
-            raise BadRecordError(
-                f'the image entry says {declared[0]}x{declared[1]} (h x w) '
-                f'but {path} is {pixels.shape[0]}x{pixels.shape[1]}',
-                ann_file, label)
-        for patch in _cut(pixels, by_image[image_id], stem, patch_size,
-                          stride, min_area, small_images):
+    for image_id, entry, patches in source:
+        for patch in patches:
             counts['dropped_small'] += len(patch.dropped)
             if not patch.instances:
                 counts['empty_patches'] += 1

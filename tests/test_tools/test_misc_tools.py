@@ -21,9 +21,11 @@ def test_list_components():
     assert set(table) == {
         'MODELS', 'DATASETS', 'TRANSFORMS', 'METRICS', 'HOOKS', 'VISUALIZERS',
         'INFERENCERS', 'TILERS', 'VISION_ENCODERS', 'LLM_ADAPTERS',
-        'GROUNDING_ENCODERS', 'MASK_DECODERS', 'TOKENIZERS'
+        'GROUNDING_ENCODERS', 'MASK_DECODERS', 'TOKENIZERS', 'ANNOTATORS'
     }
     assert 'InternLM2Tokenizer' in table['TOKENIZERS']
+    assert {'TemplateAnnotator', 'OpenAICompatibleAnnotator',
+            'TransformersAnnotator'} <= set(table['ANNOTATORS'])
     assert table['TILERS']['AdaptiveHDTiler'].endswith('AdaptiveHDTiler')
     assert 'GeoPixelDDataset' in table['DATASETS']
     assert 'DiceLoss' in table['MODELS']

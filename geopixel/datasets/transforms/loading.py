@@ -143,6 +143,8 @@ class LoadGroundingMasks(BaseTransform):
                 masks.append(
                     polygons_to_mask(mask_polygons, h, w, file, record, k))
                 instances.append(len(mask_polygons))
+            if 'num_instances' in content:
+                instances = self._declared_instances(content, file, record)
         elif source['type'] == 'rle':
             for k, rle in enumerate(source['rles']):
                 masks.append(decode_rle(rle, h, w, file, record, k))
@@ -167,6 +169,22 @@ class LoadGroundingMasks(BaseTransform):
         results['gt_masks'] = stack_masks(masks, h, w)
         results['mask_instance_counts'] = instances
         return results
+
+    @staticmethod
+    def _declared_instances(content: dict, file: str, record) -> list:
+        """The file's own ``num_instances`` (one per mask, as the
+        annotation pipeline writes it): a clipped instance can be several
+        polygons, so the polygon count alone would call it a group."""
+        declared = content['num_instances']
+        if not (isinstance(declared, list)
+                and len(declared) == len(content['polygons'])
+                and all(isinstance(n, int) and not isinstance(n, bool)
+                        and n > 0 for n in declared)):
+            raise BadRecordError(
+                '"num_instances" must list one positive integer per mask '
+                f'({len(content["polygons"])}), got {declared!r}', file,
+                record)
+        return list(declared)
 
     @staticmethod
     def _read_polygon_file(path: str, record) -> dict:
