@@ -31,6 +31,7 @@ import numpy as np
 from geopixel.datasets.chat import GCG_QUESTION
 from geopixel.utils import BadRecordError, read_json
 from geopixel.utils.files import atomic_write
+from .backends.base import AnnotatorError
 from .patching import CocoPatchSource, _write_png
 from .pipeline import (AnnotationPipeline, PatchAnnotation, PatchObject,
                        integer_polygons, rasterise)
@@ -90,7 +91,8 @@ def annotate_coco(pipeline: AnnotationPipeline,
                   skip_empty: bool = True,
                   resume: bool = True,
                   progress: Optional[Callable] = None,
-                  num_workers: int = 1) -> dict:
+                  num_workers: int = 1,
+                  path_prefix: str = '') -> dict:
     """Annotate every patch of ``source`` into ``out_dir``; returns the
     split's summary (also merged into ``out_dir/summary.json``).
 
@@ -98,6 +100,11 @@ def annotate_coco(pipeline: AnnotationPipeline,
     for served models, whose latency, not this process, bounds the rate
     (a local transformers model runs one request at a time anyway). The
     output is the same as with one worker, in the same order.
+
+    ``path_prefix`` goes before the paths written into the records and
+    the per-image JSONs: ``'data/'`` gives the release's own paths
+    (``data/GeoPixelD/train/...``), for the official trainer run from the
+    folder above ``out_dir`` renamed ``data``; our reader accepts both.
     """
     if num_workers < 1:
         raise ValueError(f'num_workers must be >= 1, got {num_workers}')
@@ -115,7 +122,7 @@ def annotate_coco(pipeline: AnnotationPipeline,
                                 min_area=source.min_area,
                                 small_images=source.small_images,
                                 split=source.split),
-                    skip_empty=skip_empty)
+                    skip_empty=skip_empty, path_prefix=path_prefix)
     digest = _digest(settings)
     settings_file = osp.join(out_dir, f'settings_{split}.json')
     if osp.isfile(settings_file):
@@ -170,13 +177,22 @@ def annotate_coco(pipeline: AnnotationPipeline,
             return read_json(json_path, 'per-image JSON'), True
         height, width = patch.image.shape[:2]
         image = np.ascontiguousarray(patch.image[..., :3])
-        annotation = pipeline.annotate_patch(image, objects)
+        try:
+            annotation = pipeline.annotate_patch(image, objects)
+        except AnnotatorError as error:
+            raise AnnotatorError(f'patch {patch.name} of '
+                                 f'{entry["file_name"]}: {error}') from error
+        except (ValueError, TypeError) as error:
+            raise BadRecordError(f'cannot annotate patch {patch.name}: '
+                                 f'{error}', source.ann_file,
+                                 f'image {entry["file_name"]}') from error
         _write_png(osp.join(split_dir, stem + '.png'), image)
         _write_png(osp.join(marked_dir, stem + '.png'),
                    annotation.marked_image)
         w = patch.window
         content = per_image_json(
-            record_id, f'GeoPixelD/{split}/{stem}.png', height, width,
+            record_id, f'{path_prefix}GeoPixelD/{split}/{stem}.png', height,
+            width,
             annotation,
             dict(settings_digest=digest, source_file_name=entry['file_name'],
                  window=[w.y0, w.y1, w.x0, w.x1], lost_to_rounding=lost,

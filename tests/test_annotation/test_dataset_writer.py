@@ -301,3 +301,55 @@ def test_several_workers_write_the_same_dataset(source, tmp_path):
     with pytest.raises(ValueError, match='num_workers'):
         annotate_coco(template_pipeline(), train, str(tmp_path / 'x'),
                       num_workers=0)
+
+
+def test_release_style_paths(source, tmp_path):
+    out = str(tmp_path / 'data')
+    val = CocoPatchSource(source['val']['ann_file'],
+                          source['val']['image_dir'])
+    annotate_coco(template_pipeline(), val, out, path_prefix='data/')
+    record = read(osp.join(out, 'GeoPixelD.json'))[0]
+    assert record['image'].startswith('data/GeoPixelD/train/')
+    assert record['polygons'].startswith('data/GeoPixelD/train/')
+    content = read(osp.join(out, record['polygons'][len('data/'):]))
+    assert content['img'] == record['image']
+    assert validate_output(out) > 0
+    assert osp.isfile(write_report(out, num_samples=1))
+
+
+def test_a_failing_backend_names_the_patch_and_the_run_resumes(source,
+                                                              tmp_path):
+    from geopixel.annotation.backends import AnnotatorBackend, AnnotatorError
+
+    class Down(AnnotatorBackend):
+        """Answers the first ``n`` requests, then the server is gone."""
+
+        def __init__(self, n):
+            self.n, self.template = n, TemplateAnnotator()
+
+        def generate(self, request):
+            self.n -= 1
+            if self.n < 0:
+                raise AnnotatorError('connection refused')
+            return self.template.generate(request)
+
+    out = str(tmp_path / 'out')
+    train = CocoPatchSource(source['train']['ann_file'],
+                            source['train']['image_dir'])
+    pipeline = AnnotationPipeline(Down(20), TemplateAnnotator(),
+                                  min_area=600)
+    with pytest.raises(AnnotatorError,
+                       match=r'patch S\d+_\d+_\d+_\d+_\d+\.png of S\d+\.png'
+                       ': connection refused'):
+        annotate_coco(pipeline, train, out)
+    done = os.listdir(osp.join(out, 'GeoPixelD', 'train'))
+    assert any(n.endswith('.json') for n in done)
+    pipeline.annotator.n = 10**6  # the server is back
+    summary = annotate_coco(pipeline, train, out)
+    assert 0 < summary['resumed'] < summary['annotated']
+    fresh = annotate_coco(template_pipeline(), train, str(tmp_path / 'new'))
+    for record in read(osp.join(out, 'GeoPixelD.json')):
+        assert read(osp.join(out, record['polygons']))['gcg_description'] \
+            == read(osp.join(str(tmp_path / 'new'), record['polygons'])
+                    )['gcg_description']
+    assert fresh['phrases'] == summary['phrases']

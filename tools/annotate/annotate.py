@@ -50,6 +50,9 @@ def parse_args(argv=None):
                         'cut into four 800 px patches)')
     parser.add_argument('--seed', type=int, default=0,
                         help='synthetic scenes seed')
+    parser.add_argument('--path-prefix', default='',
+                        help="before the paths in the JSONs: 'data/' gives "
+                        "the release's data/GeoPixelD/... paths")
     parser.add_argument('--workers', type=int, default=1,
                         help='patches annotated at once (threads; for '
                         'served models, e.g. 8 for a vLLM server)')
@@ -96,7 +99,7 @@ def annotate_split(cfg, pipeline, ann_file, image_dir, out, split,
     summary = annotate_coco(
         pipeline, source, out, split=split,
         skip_empty=cfg.get('skip_empty', True), resume=not args.no_resume,
-        num_workers=args.workers,
+        num_workers=args.workers, path_prefix=args.path_prefix,
         progress=lambda it: tqdm(it, total=len(source), unit='image',
                                  desc=f'annotating {split}'))
     if not args.no_validate:
