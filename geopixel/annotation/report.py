@@ -396,15 +396,18 @@ def _hex(colour: Sequence[int]) -> str:
     return '#{:02x}{:02x}{:02x}'.format(*colour)
 
 
-def _description_html(patch: _Patch, colours: Sequence) -> str:
-    plain, grounded = _segments(patch.description)
+def description_html(description: str, kinds: Sequence[str],
+                     colours: Sequence) -> str:
+    """The description with each grounded phrase as a span in its mask's
+    colour, showing its kind (the report's and the demo's)."""
+    plain, grounded = _segments(description)
     parts = [html.escape(plain[0])]
     for k, (markup, phrase) in enumerate(grounded):
         shown = phrase if phrase is not None else SEG_TOKEN
         parts.append(
             f'<span class="phrase" style="background:{_hex(colours[k])}" '
             f'title="{html.escape(markup)}">'
-            f'{html.escape(shown)} ({html.escape(patch.kinds[k])})</span>')
+            f'{html.escape(shown)} ({html.escape(kinds[k])})</span>')
         parts.append(html.escape(plain[k + 1]))
     return ''.join(parts)
 
@@ -472,6 +475,7 @@ def _card(patch: _Patch, name: str) -> str:
                'annotator saw' if patch.marked_path else 'masks and markers')
     title = html.escape(patch.stem)
     anchor = html.escape(osp.splitext(name)[0])
+    text = description_html(patch.description, patch.kinds, colours)
     return (f'<section class="card" id="{anchor}">'
             f'<h2>{title}</h2>'
             f'<p class="muted">record {html.escape(patch.label)}, '
@@ -481,7 +485,7 @@ def _card(patch: _Patch, name: str) -> str:
             f'<figure><img src="images/{html.escape(name)}" '
             f'alt="{title}" loading="lazy">'
             f'<figcaption>{caption}</figcaption></figure>'
-            f'<p class="description">{_description_html(patch, colours)}</p>'
+            f'<p class="description">{text}</p>'
             f'{_phrase_table(patch, colours)}{_details_html(patch)}'
             '</section>')
 

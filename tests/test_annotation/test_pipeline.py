@@ -307,3 +307,34 @@ def test_backends_build_from_config_dicts():
     assert pipeline.settings()['annotator'] == dict(type='TemplateAnnotator')
     with pytest.raises(KeyError):
         AnnotationPipeline(dict(type='NoSuchAnnotator'))
+
+
+def test_masks_follow_the_phrases_of_a_reordered_paraphrase(scene):
+    from geopixel.annotation.marking import split_sentences
+    image, objects = scene
+    paraphraser = Scripted(lambda r: ' '.join(
+        reversed(split_sentences(r.fields['text']))))
+    ann = AnnotationPipeline(TemplateAnnotator(), paraphraser,
+                             min_area=500).annotate_patch(image, objects)
+    assert not ann.info['paraphrase_fallback']
+    order = [p.phrase for p in ann.phrases]
+    assert order == ['plane-4', 'small vehicles-3', 'ship-2', 'ship-1']
+    assert order == grounded_phrases(ann.description)
+    # the k-th [SEG] still owns its own object's mask
+    assert [o.ann_id for p in ann.phrases for o in p.objects] == [
+        6, 3, 4, 5, 2, 1
+    ]
+
+
+def test_the_demo_preview_of_a_generated_scene():
+    from geopixel.annotation.preview import preview_synthetic_scene
+    preview = preview_synthetic_scene(3, size=400)
+    ann = preview.annotation
+    assert preview.overlay.shape == preview.marked.shape == (400, 400, 3)
+    assert len(ann.phrases) == preview.html.count('class="phrase"') > 0
+    for phrase, kind in zip(ann.phrases, preview.kinds):
+        assert f'{phrase.phrase} ({kind})' in preview.html
+    # the overlay differs from the scene inside the first mask
+    mask = rasterise(ann.phrases[0].polygons, 400, 400)
+    assert (preview.overlay[mask] != preview.image[mask]).any()
+    assert preview_synthetic_scene(3, size=400).html == preview.html

@@ -167,6 +167,33 @@ def test_non_image_gets_a_message(page):
 
 
 @pytest.mark.slow
+def test_annotation_tab_annotates_a_generated_scene(page):
+    from selenium.webdriver.common.by import By
+    driver, _ = page
+
+    def tab(name):
+        for button in driver.find_elements(By.CSS_SELECTOR,
+                                           'button[role=tab]'):
+            if button.text.strip() == name:
+                return button
+        raise AssertionError(f'no tab {name!r}')
+
+    tab('Annotation pipeline').click()
+    _wait(driver,
+          lambda d: d.find_element(By.ID, 'gp-ann-run').is_displayed())
+    driver.find_element(By.ID, 'gp-ann-run').click()
+    phrases = _wait(driver, lambda d: d.find_elements(
+        By.CSS_SELECTOR, '#gp-ann-text .phrase'))
+    assert all(p.text.strip() for p in phrases)
+    assert any('(instance)' in p.text for p in phrases)
+    _wait(driver, lambda d: 'group phrase(s)' in _text(d, '#gp-ann-status'))
+    for image in ('#gp-ann-marked img', '#gp-ann-overlay img'):
+        _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, image))
+    assert 'Traceback' not in driver.find_element(By.TAG_NAME, 'body').text
+    tab('Ask the model').click()
+
+
+@pytest.mark.slow
 def test_command_line_on_a_trained_model(tmp_path):
     """``python tools/demo/app.py CONFIG CHECKPOINT`` as a user starts it,
     asked to segment one expression of a new synthetic scene. Needs a

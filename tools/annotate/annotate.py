@@ -1,4 +1,4 @@
-"""Build GeoPixelD-style grounded descriptions from instance annotations.
+r"""Build GeoPixelD-style grounded descriptions from instance annotations.
 
     # your iSAID-style data: COCO polygons + large images, cut into 800 px
     python tools/annotate/annotate.py configs/annotation/template.py \

@@ -1,4 +1,5 @@
-"""Web demo: upload an aerial image, ask, see the grounded answer.
+"""Web demo: upload an aerial image, ask, see the grounded answer; and the
+annotation pipeline on a generated scene.
 
     python tools/demo/app.py                       # the quick start's model
     python tools/demo/app.py CONFIG CHECKPOINT [--port 7860] [--host 127.0.0.1]
@@ -99,6 +100,60 @@ def make_examples(folder: str) -> list:
     return rows
 
 
+def annotation_tab():
+    """The annotation pipeline on a generated scene with the offline
+    template backend: no model, no data (docs/en/user_guides/annotation.md).
+    """
+    import gradio as gr
+
+    def annotate(seed, min_area):
+        from geopixel.annotation import AnnotationPipeline
+        from geopixel.annotation.backends import TemplateAnnotator
+        from geopixel.annotation.preview import preview_synthetic_scene
+        pipeline = AnnotationPipeline(TemplateAnnotator(),
+                                      TemplateAnnotator(),
+                                      min_area=float(min_area))
+        preview = preview_synthetic_scene(int(seed), 800, pipeline)
+        ann = preview.annotation
+        record = dict(gcg_description=ann.description,
+                      phrases=[p.record() for p in ann.phrases],
+                      texts=ann.texts, annotation=ann.info)
+        counts = ann.counts
+        status = (f'{counts["instance"]} instance and {counts["group"]} '
+                  f'group phrase(s) over {counts["objects"]} objects; '
+                  f'{len(ann.markers)} marker(s).')
+        return (preview.marked, preview.overlay,
+                f'<div class="gp-answer">{preview.html}</div>', status,
+                record)
+
+    gr.Markdown('A generated scene (not from any dataset) through the '
+                'annotation pipeline with the offline template backend: '
+                'numbered markers on the prominent objects, a description '
+                'per instance and per group of the rest, `phrase-N` '
+                'marking, paraphrase with every phrase kept. '
+                '`tools/annotate/annotate.py` does this for a dataset.')
+    with gr.Row():
+        seed = gr.Number(value=0, precision=0, label='Scene seed',
+                         elem_id='gp-ann-seed')
+        min_area = gr.Slider(100, 5000, value=600, step=100,
+                             label='Prominent from (mask pixels)',
+                             elem_id='gp-ann-min-area')
+        button = gr.Button('Make and annotate a scene', variant='primary',
+                           elem_id='gp-ann-run')
+    with gr.Row():
+        marked = gr.Image(label='What the annotator sees (marked)',
+                          interactive=False, elem_id='gp-ann-marked')
+        overlay = gr.Image(label='Grounded masks', interactive=False,
+                           elem_id='gp-ann-overlay')
+    text = gr.HTML(elem_id='gp-ann-text')
+    status = gr.Markdown(elem_id='gp-ann-status')
+    record = gr.JSON(label='Per-image record (phrases, texts, checks)',
+                     elem_id='gp-ann-record')
+    button.click(annotate, [seed, min_area],
+                 [marked, overlay, text, status, record],
+                 concurrency_id='model')
+
+
 def build_demo(backend, examples=(), title='GeoPixel demo'):
     """The gradio page around ``backend`` (a ``DemoBackend``)."""
     import gradio as gr
@@ -145,43 +200,47 @@ def build_demo(backend, examples=(), title='GeoPixel demo'):
         return answer.overlay(keep)
 
     with gr.Blocks(title=title) as demo:
-        gr.Markdown(f'# {title}\nUpload an aerial image (PNG, JPEG or '
-                    'GeoTIFF), choose a task, ask. Limits: '
-                    f'{backend.limits.max_upload_mb:g} MB, '
-                    f'{backend.limits.max_pixels:,} pixels.')
-        with gr.Row():
-            with gr.Column():
-                upload = gr.File(label='Image', type='filepath',
-                                 file_types=['.png', '.jpg', '.jpeg', '.tif',
-                                             '.tiff'], elem_id='gp-upload')
-                shown = gr.Image(label='Uploaded image', interactive=False,
-                                 elem_id='gp-preview')
-                info = gr.Markdown(elem_id='gp-info')
-                task = gr.Radio(list(TASKS), value='Grounded description',
-                                label='Task', elem_id='gp-task')
-                question = gr.Textbox(
-                    label='Question or expression (not used by the grounded '
-                    'description)', elem_id='gp-question')
-                button = gr.Button('Ask', variant='primary',
-                                   elem_id='gp-ask')
-            with gr.Column():
-                answer_box = gr.HTML(elem_id='gp-answer')
-                status = gr.Markdown(elem_id='gp-status')
-                overlay = gr.Image(label='Overlay', interactive=False,
-                                   elem_id='gp-overlay')
-                masks = gr.CheckboxGroup(label='Masks shown', choices=[],
-                                         elem_id='gp-masks')
-                files = gr.File(label='Downloads', file_count='multiple',
-                                elem_id='gp-files')
-        state = gr.State(None)
-        if examples:
-            gr.Examples(examples=list(examples),
-                        inputs=[upload, task, question],
-                        label='Synthetic scenes (generated, not from any '
-                        'dataset)')
+        gr.Markdown(f'# {title}')
+        with gr.Tab('Ask the model', elem_id='gp-tab-ask'):
+            gr.Markdown('Upload an aerial image (PNG, JPEG or GeoTIFF), '
+                        'choose a task, ask. Limits: '
+                        f'{backend.limits.max_upload_mb:g} MB, '
+                        f'{backend.limits.max_pixels:,} pixels.')
+            with gr.Row():
+                with gr.Column():
+                    upload = gr.File(
+                        label='Image', type='filepath',
+                        file_types=['.png', '.jpg', '.jpeg', '.tif',
+                                    '.tiff'], elem_id='gp-upload')
+                    shown = gr.Image(label='Uploaded image',
+                                     interactive=False, elem_id='gp-preview')
+                    info = gr.Markdown(elem_id='gp-info')
+                    task = gr.Radio(list(TASKS), value='Grounded description',
+                                    label='Task', elem_id='gp-task')
+                    question = gr.Textbox(
+                        label='Question or expression (not used by the '
+                        'grounded description)', elem_id='gp-question')
+                    button = gr.Button('Ask', variant='primary',
+                                       elem_id='gp-ask')
+                with gr.Column():
+                    answer_box = gr.HTML(elem_id='gp-answer')
+                    status = gr.Markdown(elem_id='gp-status')
+                    overlay = gr.Image(label='Overlay', interactive=False,
+                                       elem_id='gp-overlay')
+                    masks = gr.CheckboxGroup(label='Masks shown', choices=[],
+                                             elem_id='gp-masks')
+                    files = gr.File(label='Downloads', file_count='multiple',
+                                    elem_id='gp-files')
+            state = gr.State(None)
+            if examples:
+                gr.Examples(examples=list(examples),
+                            inputs=[upload, task, question],
+                            label='Synthetic scenes (generated, not from any '
+                            'dataset)')
+        with gr.Tab('Annotation pipeline', elem_id='gp-tab-annotate'):
+            annotation_tab()
         # one queue for everything that runs the model: one user at a time
-        upload.change(preview, upload, [shown, info],
-                      concurrency_id='model')
+        upload.change(preview, upload, [shown, info], concurrency_id='model')
         outputs = [answer_box, status, overlay, files, masks, state]
         button.click(ask, [upload, task, question], outputs,
                      concurrency_id='model')
