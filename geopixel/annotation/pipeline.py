@@ -251,6 +251,7 @@ class AnnotationPipeline:
                 counts.items(), key=lambda kv: -kv[1])),
                 self.num_sentences))
         holistic, cut = apply_filters(holistic, self.filters)
+        holistic = _sentence(holistic)
         merge_counts(filtered, cut)
 
         phrases: List[GroundedPhrase] = []

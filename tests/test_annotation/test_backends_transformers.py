@@ -256,3 +256,30 @@ def test_bad_dtype_is_refused(vlm_dir):
         ANNOTATORS.build(
             dict(type='TransformersAnnotator', model_path=vlm_dir,
                  dtype='float33'))
+
+
+def test_a_local_model_drives_the_pipeline_and_its_misses_are_counted(
+        vlm_dir, llm_dir):
+    """A random tiny model rarely names the category and never keeps the
+    tags: every object still gets its phrase, and every miss is counted."""
+    from geopixel.annotation import AnnotationPipeline
+    from geopixel.annotation.preview import preview_synthetic_scene
+    from geopixel.structures import grounded_phrases
+    pipeline = AnnotationPipeline(
+        dict(type='TransformersAnnotator', model_path=vlm_dir,
+             max_new_tokens=6),
+        dict(type='TransformersAnnotator', model_path=llm_dir,
+             max_new_tokens=6),
+        min_area=300, describe_attempts=2, paraphrase_attempts=2)
+    ann = preview_synthetic_scene(5, size=256, pipeline=pipeline).annotation
+    phrases = [p.phrase for p in ann.phrases]
+    assert phrases and grounded_phrases(ann.description) == phrases
+    assert ann.counts['objects'] == sum(p.num_instances
+                                        for p in ann.phrases)
+    fallbacks = ann.info['description_fallbacks']
+    # each fallback took every attempt; each marked one at most all
+    assert ann.info['describe_retries'] >= 2 * len(fallbacks)
+    assert ann.info['paraphrase_attempts'] == 2
+    if ann.info['paraphrase_fallback']:
+        assert ann.texts['final'] == ann.texts['unified']
+        assert len(ann.info['paraphrase_refusals']) == 2
