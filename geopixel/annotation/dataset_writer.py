@@ -30,9 +30,9 @@ import numpy as np
 
 from geopixel.datasets.chat import GCG_QUESTION
 from geopixel.utils import BadRecordError, read_json
-from geopixel.utils.files import atomic_write
+from geopixel.utils.files import atomic_write, write_png
 from .backends.base import AnnotatorError
-from .patching import CocoPatchSource, _write_png
+from .patching import CocoPatchSource
 from .pipeline import (AnnotationPipeline, PatchAnnotation, PatchObject,
                        integer_polygons, rasterise)
 
@@ -186,9 +186,9 @@ def annotate_coco(pipeline: AnnotationPipeline,
             raise BadRecordError(f'cannot annotate patch {patch.name}: '
                                  f'{error}', source.ann_file,
                                  f'image {entry["file_name"]}') from error
-        _write_png(osp.join(split_dir, stem + '.png'), image)
-        _write_png(osp.join(marked_dir, stem + '.png'),
-                   annotation.marked_image)
+        write_png(image, osp.join(split_dir, stem + '.png'))
+        write_png(annotation.marked_image,
+                  osp.join(marked_dir, stem + '.png'))
         w = patch.window
         content = per_image_json(
             record_id, f'{path_prefix}GeoPixelD/{split}/{stem}.png', height,

@@ -50,7 +50,9 @@ def counted(category: str, count: int) -> str:
     return f'{number_word(count)} {name}'
 
 
-def _where(position: str) -> str:
+def where_phrase(position: str) -> str:
+    """``'in the top left of the image'``, ``'in the top part of the
+    image'`` (a half), ``'spread across the image'``."""
     if position == 'across the image':
         return 'spread across the image'
     if position in ('top', 'bottom', 'left', 'right'):
@@ -81,7 +83,7 @@ def instance_request(marked_image: np.ndarray, category: str, marker: int,
     from pixels instead of a model.
     """
     prompt = (f'The object marked {marker} in this aerial image is a '
-              f'{category} {_where(position)}. In one or two sentences, '
+              f'{category} {where_phrase(position)}. In one or two sentences, '
               f'describe this {category}: its appearance (colour, shape, '
               'size) and what is around it. Start with "The '
               f'{category}" and name it as "{category}". Do not mention '
@@ -97,7 +99,8 @@ def group_request(image: np.ndarray, category: str, count: int,
     position."""
     what = counted(category, count)
     noun = category if count == 1 else plural(category)
-    prompt = (f'This aerial image contains {what} {_where(position)}. In '
+    where = where_phrase(position)
+    prompt = (f'This aerial image contains {what} {where}. In '
               f'one sentence, describe these {noun} as a group: their '
               f'arrangement, appearance and surroundings. Use the words '
               f'"{noun}". {OVERHEAD_RULES}')

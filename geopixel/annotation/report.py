@@ -13,7 +13,6 @@ images are referenced by relative paths: the ``report`` folder can be
 copied or opened from anywhere.
 """
 import html
-import io
 import json
 import os
 import os.path as osp
@@ -27,7 +26,7 @@ from geopixel.structures.vocabulary import (PHRASE_AT_END, SEG_TOKEN,
                                             count_seg)
 from geopixel.utils import (BadRecordError, polygons_to_mask, read_json,
                             resolve_data_path)
-from geopixel.utils.files import atomic_write
+from geopixel.utils.files import atomic_write, write_png
 
 from .marks import MARKER_SIZE, Marker, render_markers
 
@@ -111,8 +110,7 @@ def write_report(out_dir: str,
     os.makedirs(image_dir, exist_ok=True)
     names = _unique_names([p.stem for p in patches])
     for patch, name in zip(patches, names):
-        atomic_write(_png_bytes(render_patch(patch)),
-                     osp.join(image_dir, name))
+        write_png(render_patch(patch), osp.join(image_dir, name))
     page = _page(out_dir, len(records), patches, names, summary, seed)
     index = osp.join(report_dir, 'index.html')
     atomic_write(page, index)
@@ -348,13 +346,6 @@ def _read_rgb(path: str) -> np.ndarray:
     from PIL import Image
     with Image.open(path) as image:
         return np.asarray(image.convert('RGB'))
-
-
-def _png_bytes(image: np.ndarray) -> bytes:
-    from PIL import Image
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format='PNG')
-    return buffer.getvalue()
 
 
 def _unique_names(stems: Sequence[str]) -> List[str]:

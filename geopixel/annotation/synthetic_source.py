@@ -9,7 +9,7 @@ from typing import Dict
 
 import numpy as np
 
-from geopixel.utils.files import atomic_write
+from geopixel.utils.files import atomic_write, write_png
 
 
 def write_synthetic_source(out_dir: str, num_images: int = 10,
@@ -21,7 +21,6 @@ def write_synthetic_source(out_dir: str, num_images: int = 10,
     Returns ``{split: {ann_file, image_dir, images, instances}}``."""
     from geopixel.datasets.isaid import ISAID_CATEGORY_IDS, ISAID_CLASSES
     from geopixel.datasets.synthetic.scene import SceneGenerator
-    from .patching import _write_png
     if num_images < 1 or size < 128:
         raise ValueError('need num_images >= 1 and size >= 128')
     generator = SceneGenerator(size, size)
@@ -32,7 +31,7 @@ def write_synthetic_source(out_dir: str, num_images: int = 10,
         scene = generator(np.random.default_rng([seed, i]))
         name = f'S{i:05d}.png'
         os.makedirs(osp.join(out_dir, split), exist_ok=True)
-        _write_png(osp.join(out_dir, split, name), scene.image)
+        write_png(scene.image, osp.join(out_dir, split, name))
         h, w = scene.image.shape[:2]
         splits[split]['images'].append(
             dict(id=i, file_name=name, height=h, width=w))

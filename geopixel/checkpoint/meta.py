@@ -332,8 +332,9 @@ def stream_official_checkpoint(model: nn.Module, path: str,
     report, read tensor by tensor. Accepts released (official-name)
     checkpoints and geopixel's own full checkpoints (model key names).
     """
-    from .io import CheckpointError, describe_fit
-    from .official import convert_official_state_dict, is_unmerged_lora
+    from .io import CheckpointError
+    from .official import (convert_official_state_dict, fit_report,
+                           is_unmerged_lora)
     shapes = {}
     for file in checkpoint_files(path):
         shapes.update(file_shapes(file))
@@ -360,15 +361,7 @@ def stream_official_checkpoint(model: nn.Module, path: str,
     if problems:
         raise CheckpointError(
             f'shapes do not fit the model: {problems[:8]}', path)
-    missing = [k for k in ref if k not in names
-               and '.lora_A.' not in k and '.lora_B.' not in k]
-    unexpected = [n for n in names if n not in ref]
-    report = dict(missing=missing, unexpected=unexpected, dropped=dropped,
-                  unknown=unknown)
-    if strict and (missing or unexpected or unknown):
-        raise CheckpointError(
-            f'does not fit the model: {describe_fit(report)}; unknown keys '
-            f'{unknown[:8]}', path)
+    report = fit_report(ref, names, dropped, unknown, strict, path)
     key_to_name = {key: name for name, key in names.items() if name in ref}
 
     def grow(name, tensor, target):

@@ -114,6 +114,25 @@ def _fit_to_target(name: str, targets: set) -> str:
     return name
 
 
+def fit_report(ref, loaded, dropped: list, unknown: list, strict: bool,
+               path: str) -> dict:
+    """The load report of model keys ``ref`` filled from ``loaded`` (model
+    key names); with ``strict``, anything that does not fit is a
+    :class:`CheckpointError`. A merged release has no peft LoRA weights:
+    those may stay missing."""
+    from .io import CheckpointError, describe_fit
+    missing = [k for k in ref if k not in loaded
+               and '.lora_A.' not in k and '.lora_B.' not in k]
+    unexpected = [k for k in loaded if k not in ref]
+    report = dict(missing=missing, unexpected=unexpected, dropped=dropped,
+                  unknown=unknown)
+    if strict and (missing or unexpected or unknown):
+        raise CheckpointError(
+            f'does not fit the model: {describe_fit(report)}; unknown keys '
+            f'{unknown[:8]}', path)
+    return report
+
+
 def load_official_checkpoint(model: torch.nn.Module,
                              path: str,
                              strict: bool = True,
@@ -138,7 +157,7 @@ def load_official_checkpoint(model: torch.nn.Module,
     ``model`` was built from (``model.llm.lora_config``). Without any of
     them, or with a rank that contradicts the configuration, it is refused.
     """
-    from .io import CheckpointError, describe_fit, read_state_dict
+    from .io import CheckpointError, read_state_dict
     from .meta import meta_keys, stream_official_checkpoint
     if meta_keys(model):  # built on the meta device: never two copies
         return stream_official_checkpoint(model, path, strict, grow_vocab)
@@ -176,16 +195,7 @@ def load_official_checkpoint(model: torch.nn.Module,
                 f'{tuple(ref[key].shape)} in the model', path)
         if key in ref:
             converted[key] = value.to(ref[key].dtype)
-    # a merged release has no peft LoRA weights: those may stay missing
-    missing = [k for k in ref if k not in converted
-               and '.lora_A.' not in k and '.lora_B.' not in k]
-    unexpected = [k for k in converted if k not in ref]
-    report = dict(missing=missing, unexpected=unexpected, dropped=dropped,
-                  unknown=unknown)
-    if strict and (missing or unexpected or unknown):
-        raise CheckpointError(
-            f'does not fit the model: {describe_fit(report)}; unknown keys '
-            f'{unknown[:8]}', path)
+    report = fit_report(ref, converted, dropped, unknown, strict, path)
     loaded = {k: v for k, v in converted.items() if k in ref}
     model.load_state_dict(loaded, strict=False)
     from .frozen import mark_loaded, unmark

@@ -18,7 +18,6 @@ leaving a sample out silently changes the metric.
 """
 import logging
 import multiprocessing as mp
-import numbers
 import os.path as osp
 import re
 from typing import Callable, Iterator, List, Optional, Tuple
@@ -27,6 +26,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
 from geopixel.utils import BadRecordError
+from geopixel.utils.files import is_int
 
 POLICIES = ('raise', 'skip')
 _MAX_LOGGED = 20
@@ -217,11 +217,6 @@ def patch_name_size(path: str) -> Optional[Tuple[int, int, str]]:
     return (y1 - y0, x1 - x0, f'the iSAID patch name {name} '
             '({id}_{y0}_{y1}_{x0}_{x1}; check_patch_names=False if your '
             'names mean something else)')
-
-
-def is_int(value) -> bool:
-    """A JSON integer (``bool`` excluded; numpy integers included)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def declared_size(entry: dict, file: Optional[str],

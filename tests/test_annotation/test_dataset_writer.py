@@ -43,9 +43,9 @@ def source(tmp_path_factory):
 def u_shape_coco(tmp_path):
     """One 1000 x 1000 image with a U whose two arms cross x = 800: the
     patch [0, 800) holds two pieces of one instance."""
-    from geopixel.annotation.patching import _write_png
+    from geopixel.utils.files import write_png
     image = np.full((1000, 1000, 3), 90, np.uint8)
-    _write_png(str(tmp_path / 'U.png'), image)
+    write_png(image, str(tmp_path / 'U.png'))
     u = [700, 100, 950, 100, 950, 300, 700, 300, 700, 250, 900, 250,
          900, 150, 700, 150]
     coco = dict(images=[dict(id=1, file_name='U.png', height=1000,
@@ -243,9 +243,8 @@ def test_one_command_synthetic_run_trains_the_tiny_model(tmp_path):
 
 
 def test_empty_patches_are_skipped_or_kept_as_captions(tmp_path):
-    from geopixel.annotation.patching import _write_png
-    _write_png(str(tmp_path / 'E.png'), np.full((300, 300, 3), 60,
-                                                  np.uint8))
+    from geopixel.utils.files import write_png
+    write_png(np.full((300, 300, 3), 60, np.uint8), str(tmp_path / 'E.png'))
     coco = dict(images=[dict(id=1, file_name='E.png')], annotations=[],
                 categories=[dict(id=1, name='ship')])
     (tmp_path / 'e.json').write_text(json.dumps(coco))

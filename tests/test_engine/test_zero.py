@@ -21,6 +21,10 @@ import sys
 import pytest
 import torch
 
+from tests.test_tools.test_train_test import run_tool
+
+from .ddp_steps import without_masks
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = {
     stage: osp.join(REPO, 'configs', 'geopixel', f'rrsis_tiny_zero{stage}.py')
@@ -50,14 +54,10 @@ def free_port() -> int:
 
 
 def run(args, cwd, timeout=420, check=True):
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1',
-               DS_ACCELERATOR='cpu', PORT=str(free_port()))
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f'{args} failed:\n{proc.stdout[-3000:]}\n'
-                             f'{proc.stderr[-3000:]}')
-    return proc
+    """A tool in a subprocess, on DeepSpeed's CPU accelerator and a free
+    rendezvous port."""
+    return run_tool(args, cwd, timeout, check, DS_ACCELERATOR='cpu',
+                    PORT=str(free_port()))
 
 
 @pytest.fixture
@@ -155,18 +155,6 @@ def training_graph(model, sample):
     return dict(calls=calls, backward=backward, gradients=grads)
 
 
-def without_seg(sample, seg_id: int, other_id: int):
-    """The sample with its [SEG] tokens replaced and its masks removed."""
-    sample = copy.deepcopy(sample)
-    ds = sample['data_samples']
-    for key in ('input_ids', 'labels'):
-        ids = getattr(ds, key).clone()
-        ids[ids == seg_id] = other_id
-        setattr(ds, key, ids)
-    del ds.gt_masks
-    return sample
-
-
 @pytest.fixture(scope='module')
 def gcg_model_and_samples(synthetic_root):
     from geopixel.registry import DATASETS
@@ -198,7 +186,8 @@ def test_training_graph_is_the_same_without_seg(gcg_model_and_samples):
     other = int(samples[0]['data_samples'].input_ids[1])
     assert other != model.seg_token_id
     no_seg = training_graph(
-        model, without_seg(samples[0], model.seg_token_id, other))
+        model, without_masks(copy.deepcopy(samples[0]), model.seg_token_id,
+                            other))
     for key in with_seg:
         assert with_seg[key] == no_seg[key], (
             f'{key}: {len(with_seg[key])} with [SEG], {len(no_seg[key])} '

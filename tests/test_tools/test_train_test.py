@@ -17,8 +17,9 @@ from geopixel.testing import TOY_RRSIS_CONFIG as CONFIG
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def run_tool(args, cwd, timeout=300, check=True):
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
+def run_tool(args, cwd, timeout=300, check=True, **extra_env):
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1',
+               **extra_env)
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
     if check and proc.returncode != 0:

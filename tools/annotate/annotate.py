@@ -79,12 +79,8 @@ def parse_args(argv=None):
 
 def build_pipeline(cfg):
     from geopixel.annotation import AnnotationPipeline
-    return AnnotationPipeline(
-        annotator=cfg.annotator.to_dict() if hasattr(
-            cfg.annotator, 'to_dict') else cfg.annotator,
-        paraphraser=(cfg.get('paraphraser').to_dict() if hasattr(
-            cfg.get('paraphraser'), 'to_dict') else cfg.get('paraphraser')),
-        **dict(cfg.get('pipeline', {})))
+    return AnnotationPipeline(cfg.annotator, cfg.get('paraphraser'),
+                              **cfg.get('pipeline', {}))
 
 
 def annotate_split(cfg, pipeline, ann_file, image_dir, out, split,

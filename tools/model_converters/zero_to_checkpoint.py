@@ -18,7 +18,6 @@ you trust. Exit status: 0 written, 1 error.
 """
 import argparse
 import glob
-import os
 import os.path as osp
 import sys
 
@@ -150,11 +149,9 @@ def write_checkpoint(state: dict, meta: dict, path: str) -> None:
     written to a hidden sibling and renamed onto ``path``."""
     import torch
 
-    from geopixel.utils.files import temporary_sibling
-    fd, tmp = temporary_sibling(path)
-    try:
+    from geopixel.utils.files import replacing
+    with replacing(path) as tmp:
         if path.endswith('.safetensors'):
-            os.close(fd)
             from safetensors.torch import save_file
 
             # zero_to_fp32 may return views of one flat buffer; safetensors
@@ -163,19 +160,8 @@ def write_checkpoint(state: dict, meta: dict, path: str) -> None:
                        for k, v in state.items()}, tmp,
                       metadata={k: str(v) for k, v in meta.items()
                                 if k != 'cfg'})
-            umask = os.umask(0)  # save_file made a new, private file
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
         else:
-            with os.fdopen(fd, 'wb') as f:
-                torch.save(dict(state_dict=state, meta=meta), f)
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+            torch.save(dict(state_dict=state, meta=meta), tmp)
 
 
 def convert(zero_folder: str, out_file: str) -> dict:

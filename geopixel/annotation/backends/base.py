@@ -8,11 +8,12 @@ from, so that a backend without a model (the template backend) can answer
 from the priors alone.
 """
 import base64
-import io
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 import numpy as np
+
+from geopixel.utils.files import encode_png
 
 TASKS = ('holistic', 'instance', 'group', 'paraphrase')
 
@@ -72,14 +73,6 @@ class AnnotatorBackend:
 
     def settings(self) -> dict:
         return dict(type=type(self).__name__)
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """The RGB image as PNG bytes (lossless, so markers stay legible)."""
-    from PIL import Image
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format='PNG')
-    return buffer.getvalue()
 
 
 def image_data_url(image: np.ndarray) -> str:

@@ -147,8 +147,7 @@ class TemplateAnnotator(AnnotatorBackend):
         share = 100.0 * mask.sum() / mask.size
         size = f'about {share:.1f}% of the image' if share >= 0.1 else \
             'a small part of the image'
-        where = ('the center of the image' if position == 'center' else
-                 f'the {position} of the image')
+        where = f'the {position} of the image'
         return _choose(
             (f'The {category} in {where} is {colour} with '
              f'{_article(shape)} {shape} outline and covers {size}.',
@@ -156,7 +155,7 @@ class TemplateAnnotator(AnnotatorBackend):
              f'{shape}, covering {size}.'), request)
 
     def _group(self, request: AnnotationRequest) -> str:
-        from ..prompts import counted, plural
+        from ..prompts import counted, plural, where_phrase
         fields = request.fields
         category, count = fields['category'], int(fields['count'])
         position = fields['position']
@@ -164,11 +163,7 @@ class TemplateAnnotator(AnnotatorBackend):
         patch = fields.get('patch', request.image)
         union = np.logical_or.reduce(masks)
         colour = colour_name(patch[union])
-        where = {
-            'across the image': 'spread across the image',
-            'center': 'in the center of the image',
-        }.get(position, f'in the {position} of the image'
-              if ' ' in position else f'in the {position} part of the image')
+        where = where_phrase(position)
         if count == 1:
             return (f'A single {colour} {category} lies {where}.')
         centres = np.array([np.argwhere(m).mean(0) for m in masks])
